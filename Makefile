@@ -1,0 +1,42 @@
+# The two commands of the README:
+#   make serve   — run the gate on its embedded defaults (SQLite, ./var spool, the shipped model)
+#   make test    — install everything the tests need and run the whole suite (lint included)
+PYTHON ?= python3
+VENV   ?= .venv
+PY      = $(VENV)/bin/python
+STAMP   = $(VENV)/.installed-$(EXTRAS)
+
+.PHONY: serve test system-deps lint demo bench clean
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+$(VENV)/.installed-%: pyproject.toml | $(VENV)/bin/python
+	$(PY) -m pip install -q -e ".[$*]"
+	touch $@
+
+serve: EXTRAS = postgres
+serve: $(VENV)/.installed-postgres
+	$(VENV)/bin/gate serve --config config.yaml
+
+demo: EXTRAS = postgres
+demo: $(VENV)/.installed-postgres
+	$(VENV)/bin/gate demo --config config.yaml
+
+# Debian packages the tests talk to: DCMTK's storescu and Orthanc (the PACS in end-to-end tests).
+system-deps:
+	@if ! [ -x /usr/bin/storescu ] || ! [ -x /usr/sbin/Orthanc ]; then \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dcmtk orthanc >/dev/null; \
+	  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dcmtk orthanc >/dev/null; fi; \
+	fi
+	@# Debian starts its own Orthanc service on install; the tests start theirs on free ports.
+
+test: EXTRAS = test,train,postgres
+test: system-deps $(VENV)/.installed-test,train,postgres
+	$(VENV)/bin/ruff check gate tests
+	$(VENV)/bin/ruff format --check gate tests
+	OMP_NUM_THREADS=1 $(VENV)/bin/pytest -q
+
+clean:
+	rm -rf $(VENV) var

@@ -1,0 +1,1 @@
+"""Assemble: a SEG is ready when every source instance it references is in the spool."""

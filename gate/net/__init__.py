@@ -1,0 +1,1 @@
+"""DICOM networking: Storage SCP (receive), C-STORE SCU (send)."""

@@ -1,0 +1,154 @@
+"""Receive: the C-STORE handler. Persist, then acknowledge; never verify here.
+
+The order is the whole point (DESIGN.md, "Flow and state"): write the encoded dataset to the spool
+atomically, commit its database row, and only then answer Success. Anything that stops either
+step answers a failure, so the sender keeps its copy and nothing acknowledged is ever lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pydicom import Dataset
+from pydicom.errors import InvalidDicomError
+from pynetdicom import evt
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from gate.dicom import is_seg
+from gate.errors import SpoolError
+from gate.net.status import StoreStatus
+from gate.store.models import Instance, SegState, SegVerification
+from gate.store.spool import Spool, is_valid_uid
+
+log = logging.getLogger("gate.receive")
+
+
+@dataclass
+class ReceiveContext:
+    spool: Spool
+    sessions: sessionmaker[Session]
+    min_free_bytes: int = 512 * 1024 * 1024
+    max_object_bytes: int = 2 * 1024**3
+    # Called after each stored SEG or source instance, to wake the assembler without polling delay.
+    on_stored: Callable[[], None] | None = None
+
+
+def _status(code: StoreStatus, comment: str | None = None) -> Dataset:
+    ds = Dataset()
+    ds.Status = int(code)
+    if comment:
+        ds.ErrorComment = comment[:64]  # LO: at most 64 characters
+    return ds
+
+
+class StoreHandler:
+    """Callable bound to ``evt.EVT_C_STORE``; one instance shared by all association threads."""
+
+    def __init__(self, ctx: ReceiveContext) -> None:
+        self.ctx = ctx
+        self._lock = threading.Lock()
+
+    def __call__(self, event: evt.Event) -> Dataset:
+        calling_ae = str(event.assoc.requestor.ae_title).strip()
+        try:
+            ds = event.dataset
+        except (InvalidDicomError, ValueError, KeyError, EOFError, OverflowError) as exc:
+            log.warning("from %s: cannot decode data set: %s", calling_ae, exc)
+            return _status(StoreStatus.CANNOT_UNDERSTAND, "data set cannot be decoded")
+        sop_uid = str(ds.get("SOPInstanceUID", ""))
+        study_uid = str(ds.get("StudyInstanceUID", ""))
+        series_uid = str(ds.get("SeriesInstanceUID", ""))
+        sop_class = str(ds.get("SOPClassUID", ""))
+        requested = str(event.request.AffectedSOPClassUID)
+        requested_uid = str(event.request.AffectedSOPInstanceUID)
+        for name, uid in (
+            ("SOPInstanceUID", sop_uid),
+            ("StudyInstanceUID", study_uid),
+            ("SeriesInstanceUID", series_uid),
+        ):
+            if not is_valid_uid(uid):
+                log.warning("from %s: rejected object with invalid %s %r", calling_ae, name, uid[:80])
+                return _status(StoreStatus.CANNOT_UNDERSTAND, f"invalid {name}")
+        if sop_class != requested or sop_uid != requested_uid:
+            log.warning(
+                "from %s: %s: data set SOP class/instance does not match the C-STORE request",
+                calling_ae,
+                sop_uid,
+            )
+            return _status(StoreStatus.DATASET_DOES_NOT_MATCH_SOP_CLASS, "SOP class/instance mismatch")
+
+        data = event.encoded_dataset(include_meta=True)
+        if len(data) > self.ctx.max_object_bytes:
+            log.warning(
+                "from %s: %s refused: %d bytes exceeds the maximum object size",
+                calling_ae,
+                sop_uid,
+                len(data),
+            )
+            return _status(StoreStatus.OUT_OF_RESOURCES, "object exceeds maximum size")
+        if self.ctx.spool.free_bytes() - len(data) < self.ctx.min_free_bytes:
+            log.error("spool below free-disk watermark: refusing %s from %s with 0xA700", sop_uid, calling_ae)
+            return _status(StoreStatus.OUT_OF_RESOURCES, "spool disk watermark reached")
+
+        with self.ctx.sessions() as session:
+            if session.get(Instance, sop_uid) is not None:
+                # Same SOP Instance again: stored once, verified once; the sender still gets Success.
+                log.info(
+                    "from %s: duplicate %s (study %s) acknowledged, already stored",
+                    calling_ae,
+                    sop_uid,
+                    study_uid,
+                )
+                return _status(StoreStatus.SUCCESS)
+        try:
+            rel = self.ctx.spool.write(study_uid, sop_uid, data)
+        except SpoolError as exc:
+            log.error("from %s: %s (study %s) not stored: %s", calling_ae, sop_uid, study_uid, exc)
+            return _status(StoreStatus.OUT_OF_RESOURCES, "spool write failed")
+
+        seg = is_seg(sop_class)
+        try:
+            with self.ctx.sessions.begin() as session:
+                session.add(
+                    Instance(
+                        sop_instance_uid=sop_uid,
+                        sop_class_uid=sop_class,
+                        study_instance_uid=study_uid,
+                        series_instance_uid=series_uid,
+                        modality=str(ds.get("Modality", "")) or None,
+                        transfer_syntax_uid=str(event.context.transfer_syntax),
+                        path=rel.as_posix(),
+                        size_bytes=len(data),
+                        calling_ae=calling_ae,
+                        is_seg=seg,
+                    )
+                )
+                if seg:
+                    session.add(
+                        SegVerification(
+                            seg_sop_instance_uid=sop_uid, study_instance_uid=study_uid, state=SegState.WAITING
+                        )
+                    )
+        except IntegrityError:
+            # A concurrent association stored the same instance first; the file is identical.
+            log.info("from %s: duplicate %s (study %s) raced, already stored", calling_ae, sop_uid, study_uid)
+            return _status(StoreStatus.SUCCESS)
+        except SQLAlchemyError as exc:
+            log.error(
+                "from %s: %s (study %s) not recorded, database error: %s", calling_ae, sop_uid, study_uid, exc
+            )
+            return _status(StoreStatus.PROCESSING_FAILURE, "database unavailable")
+        log.info(
+            "stored %s %s (study %s) from %s", "SEG" if seg else "instance", sop_uid, study_uid, calling_ae
+        )
+        if self.ctx.on_stored is not None:
+            self.ctx.on_stored()
+        return _status(StoreStatus.SUCCESS)
+
+
+def handle_echo(event: evt.Event) -> int:
+    return int(StoreStatus.SUCCESS)

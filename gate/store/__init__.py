@@ -1,0 +1,1 @@
+"""Spool files and the SQLAlchemy models/session."""

@@ -1,0 +1,1 @@
+"""Synthetic studies with exactly known masks, for the demo, the tests and REC-Net training data."""
