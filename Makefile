@@ -40,3 +40,8 @@ test: system-deps $(VENV)/.installed-test,train,postgres
 
 clean:
 	rm -rf $(VENV) var
+
+# Network and latency benchmarks; results are written to bench/results/ with the machine they ran on.
+bench: EXTRAS = test,train,postgres
+bench: system-deps $(VENV)/.installed-test,train,postgres
+	OMP_NUM_THREADS=1 $(PY) -m bench

@@ -29,12 +29,38 @@ def _check_ae_title(value: str) -> str:
     return value.strip()
 
 
+class TlsClient(BaseModel):
+    """TLS towards a destination: the CA that signed its certificate and, for mutual TLS, ours."""
+
+    ca_file: Path
+    cert_file: Path | None = None
+    key_file: Path | None = None
+
+
+class TlsServer(BaseModel):
+    """TLS on the Storage SCP; with ``ca_file`` set, senders must present a certificate it signed."""
+
+    cert_file: Path
+    key_file: Path
+    ca_file: Path | None = None
+
+
 class Destination(BaseModel):
     """A DICOM peer the gate sends to (C-STORE SCP)."""
 
     ae_title: str
     host: str
     port: int = Field(ge=1, le=65535)
+    tls: TlsClient | None = None
+
+    _ae = field_validator("ae_title")(_check_ae_title)
+
+
+class AllowedPeer(BaseModel):
+    """A sender allowed to associate: its calling AE title and, optionally, the host it must come from."""
+
+    ae_title: str
+    host: str | None = None
 
     _ae = field_validator("ae_title")(_check_ae_title)
 
@@ -72,6 +98,14 @@ class Settings(BaseModel):
     retry: RetryPolicy = RetryPolicy()
     max_pdu_size: int = Field(0, ge=0)
     network_timeout_seconds: float = Field(60.0, gt=0)
+    # Access control: empty list = any calling AE may store (the embedded default); the called AE
+    # title must always be ours.
+    allowed_callers: list[AllowedPeer] = Field(default_factory=list)
+    tls: TlsServer | None = None
+    # Resource limits, answered with 0xA700 (Refused: Out of Resources) so senders retry later.
+    max_associations: int = Field(16, ge=1)
+    max_object_bytes: int = Field(2 * 1024**3, ge=1)
+    min_free_bytes: int = Field(256 * 1024**2, ge=0, description="free-disk watermark of the spool")
 
     _ae = field_validator("ae_title")(_check_ae_title)
 

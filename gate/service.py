@@ -42,7 +42,13 @@ class Service:
         spool = Spool(s.spool_dir)
         pipeline = Pipeline(settings=s, sessions=sessions, spool=spool, verifier_factory=self.make_verifier)
         self.runner = PipelineRunner(pipeline)
-        ctx = ReceiveContext(spool=spool, sessions=sessions, on_stored=self.runner.wake.set)
+        ctx = ReceiveContext(
+            spool=spool,
+            sessions=sessions,
+            min_free_bytes=s.min_free_bytes,
+            max_object_bytes=s.max_object_bytes,
+            on_stored=self.runner.wake.set,
+        )
         self.server = start_storage_scp(s, ctx)
         self.runner.start()
 

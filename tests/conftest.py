@@ -122,6 +122,7 @@ def write_config(
         f"  reports: {{ae_title: PACS, host: 127.0.0.1, port: {pacs_port}}}",
         f"assembly_wait_seconds: {assembly_wait}",
         "worker_poll_seconds: 0.2",
+        "min_free_bytes: 1048576",
         "retry: {initial_seconds: 0.5, factor: 2, max_seconds: 5, max_attempts: 10}",
     ]
     path.write_text("\n".join(lines) + "\n")

@@ -27,6 +27,7 @@ def make_storage_ae(settings: Settings) -> AE:
     ae.acse_timeout = settings.network_timeout_seconds
     ae.dimse_timeout = settings.network_timeout_seconds
     ae.require_called_aet = True
+    ae.maximum_associations = settings.max_associations
     return ae
 
 

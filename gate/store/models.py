@@ -135,3 +135,26 @@ class OutboxSend(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     sent_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class AuditKind(StrEnum):
+    ASSOCIATION_ACCEPTED = "association_accepted"
+    ASSOCIATION_REJECTED = "association_rejected"
+    RELEASE = "release"  # an operator forwarded a quarantined SEG
+    DISCARD = "discard"  # an operator discarded a SEG
+    RETRY = "retry"  # an operator re-queued failed sends
+    CONFIG_CHANGED = "config_changed"
+
+
+class AuditEvent(Base):
+    """Who did what, when: associations, operator actions, configuration changes."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    kind: Mapped[str] = mapped_column(String(32), index=True)
+    actor: Mapped[str] = mapped_column(String(128))  # calling AE title, or the operator's name
+    peer_host: Mapped[str | None] = mapped_column(String(64))
+    subject_uid: Mapped[str | None] = mapped_column(UID)  # the SEG concerned, if any
+    detail: Mapped[str | None] = mapped_column(Text)  # why / what changed
