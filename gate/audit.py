@@ -31,6 +31,6 @@ def record_audit(
         actor,
         f" from {peer_host}" if peer_host else "",
         f" on {subject_uid}" if subject_uid else "",
-        f": {detail}" if detail else "",
+        f": {detail[:200]}" if detail else "",  # config changes carry whole settings
     )
     return event

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 
 from gate.config import Settings
+from gate.config_audit import record_config_change
 from gate.net.receive import ReceiveContext
 from gate.net.server import start_storage_scp
 from gate.store.db import make_engine, session_factory, upgrade
@@ -39,6 +40,9 @@ class Service:
         upgrade(s.db_url)
         engine = make_engine(s.db_url)
         sessions = session_factory(engine)
+        # Before the SCP listens: the audit trail shows a changed allow-list/TLS/route before any
+        # association made under it.
+        record_config_change(sessions, s)
         spool = Spool(s.spool_dir)
         pipeline = Pipeline(settings=s, sessions=sessions, spool=spool, verifier_factory=self.make_verifier)
         self.runner = PipelineRunner(pipeline)

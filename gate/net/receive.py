@@ -13,13 +13,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from pydicom import Dataset
-from pydicom.errors import InvalidDicomError
+from pydicom.uid import UID
 from pynetdicom import evt
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from gate.assemble.loader import (
+    PARSE_ERRORS,
+    check_image_geometry,
+    check_pixel_data_length,
+    ensure_parsed,
+    sop_class_content_mismatch,
+)
 from gate.dicom import is_seg
-from gate.errors import SpoolError
+from gate.errors import InvalidObjectError, SpoolError
 from gate.net.status import StoreStatus
 from gate.store.models import Instance, SegState, SegVerification
 from gate.store.spool import Spool, is_valid_uid
@@ -35,6 +42,30 @@ class ReceiveContext:
     max_object_bytes: int = 2 * 1024**3
     # Called after each stored SEG or source instance, to wake the assembler without polling delay.
     on_stored: Callable[[], None] | None = None
+
+
+def _check_content(ds: Dataset, sop_class: str, transfer_syntax: UID) -> tuple[StoreStatus, str] | None:
+    """Cheap checks that the data set is what its SOP class says (PS3.4 B.2.3): 0xA900 when it parses
+    but is not such an object (SEG content and SEG class disagree, absurd Rows/Columns), 0xC000
+    when its pixel data are shorter than the header says (truncated in transit)."""
+    mismatch = sop_class_content_mismatch(ds, sop_class)
+    if mismatch is not None:
+        return StoreStatus.DATASET_DOES_NOT_MATCH_SOP_CLASS, mismatch
+    try:
+        check_image_geometry(ds)
+    except InvalidObjectError as exc:
+        return StoreStatus.DATASET_DOES_NOT_MATCH_SOP_CLASS, _reason(exc)
+    try:
+        check_pixel_data_length(ds, transfer_syntax)
+    except InvalidObjectError as exc:
+        return StoreStatus.CANNOT_UNDERSTAND, _reason(exc)
+    return None
+
+
+def _reason(exc: InvalidObjectError) -> str:
+    """The message without the leading SOP Instance UID (the log line names it already)."""
+    text = str(exc)
+    return text.split(": ", 1)[1] if ": " in text else text
 
 
 def _status(code: StoreStatus, comment: str | None = None) -> Dataset:
@@ -56,7 +87,8 @@ class StoreHandler:
         calling_ae = str(event.assoc.requestor.ae_title).strip()
         try:
             ds = event.dataset
-        except (InvalidDicomError, ValueError, KeyError, EOFError, OverflowError) as exc:
+            ensure_parsed(ds)
+        except (*PARSE_ERRORS, InvalidObjectError) as exc:
             log.warning("from %s: cannot decode data set: %s", calling_ae, exc)
             return _status(StoreStatus.CANNOT_UNDERSTAND, "data set cannot be decoded")
         sop_uid = str(ds.get("SOPInstanceUID", ""))
@@ -80,6 +112,11 @@ class StoreHandler:
                 sop_uid,
             )
             return _status(StoreStatus.DATASET_DOES_NOT_MATCH_SOP_CLASS, "SOP class/instance mismatch")
+        refusal = _check_content(ds, sop_class, event.context.transfer_syntax)
+        if refusal is not None:
+            code, reason = refusal
+            log.warning("from %s: %s (study %s) refused: %s", calling_ae, sop_uid, study_uid, reason)
+            return _status(code, reason)
 
         data = event.encoded_dataset(include_meta=True)
         if len(data) > self.ctx.max_object_bytes:

@@ -10,9 +10,13 @@ from pathlib import Path
 from pydicom import dcmread
 from pydicom.errors import InvalidDicomError
 from pynetdicom import AE
+from pynetdicom.association import Association
 from pynetdicom.sop_class import Verification  # type: ignore[attr-defined]
 
 from gate.config import Destination
+from gate.errors import ConfigError
+from gate.net.access import describe_rejection
+from gate.net.tls import ClientTlsContext, client_tls_args, handshake_failure
 
 log = logging.getLogger("gate.send")
 
@@ -64,9 +68,16 @@ def send_files(
         ae.add_requested_context(sop_class, sorted(syntaxes))
     ae.add_requested_context(Verification)
 
-    assoc = ae.associate(destination.host, destination.port, ae_title=destination.ae_title)
+    try:
+        tls_args = client_tls_args(destination)
+    except ConfigError as exc:
+        log.error(
+            "send to %s@%s:%d impossible: %s", destination.ae_title, destination.host, destination.port, exc
+        )
+        return outcomes + [SendOutcome(p, None, str(exc)) for p, _ in datasets]
+    assoc = ae.associate(destination.host, destination.port, ae_title=destination.ae_title, tls_args=tls_args)
     if not assoc.is_established:
-        reason = "association rejected" if assoc.is_rejected else "no association (peer down or aborted)"
+        reason = _no_association_reason(assoc, tls_args)
         log.warning(
             "send to %s@%s:%d failed: %s", destination.ae_title, destination.host, destination.port, reason
         )
@@ -95,12 +106,42 @@ def send_files(
     return outcomes
 
 
+def _no_association_reason(assoc: Association, tls_args: tuple[ClientTlsContext, str] | None) -> str:
+    """Why no association came up, in words an administrator can act on."""
+    if assoc.is_rejected:
+        rj = assoc.acceptor.primitive
+        if rj is None or rj.result is None:
+            return "association rejected"
+        return "association rejected: " + describe_rejection(
+            int(rj.result), int(rj.result_source or 0), int(rj.diagnostic or 0)
+        )
+    tls_failure = handshake_failure(tls_args)
+    if tls_failure is not None:
+        return tls_failure
+    return "no association (peer down or aborted)"
+
+
 def echo(destination: Destination, *, calling_ae: str, timeout: float = 10.0) -> bool:
+    """C-ECHO the destination (over TLS when it has ``tls``): is it there and does it accept us?"""
     ae = AE(ae_title=calling_ae)
     ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = ae.connection_timeout = timeout
     ae.add_requested_context(Verification)
-    assoc = ae.associate(destination.host, destination.port, ae_title=destination.ae_title)
+    try:
+        tls_args = client_tls_args(destination)
+    except ConfigError as exc:
+        log.error(
+            "echo %s@%s:%d impossible: %s", destination.ae_title, destination.host, destination.port, exc
+        )
+        return False
+    assoc = ae.associate(destination.host, destination.port, ae_title=destination.ae_title, tls_args=tls_args)
     if not assoc.is_established:
+        log.warning(
+            "echo %s@%s:%d failed: %s",
+            destination.ae_title,
+            destination.host,
+            destination.port,
+            _no_association_reason(assoc, tls_args),
+        )
         return False
     try:
         rsp = assoc.send_c_echo()
