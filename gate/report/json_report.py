@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
+from gate.store.atomic import write_atomically
 from gate.verify.result import ModelInfo, SegmentResult, SegResult
 
 INCOMPLETE = "incomplete"
@@ -70,40 +69,6 @@ def write_json_report(report: dict[str, Any], path: Path) -> None:
     """Write ``report`` as UTF-8 JSON atomically; NaN or infinity is refused (not valid JSON)."""
     data = (json.dumps(report, indent=2, ensure_ascii=False, allow_nan=False) + "\n").encode("utf-8")
     write_atomically(path, lambda stream: stream.write(data))
-
-
-def write_atomically(path: Path, write: Callable[[BinaryIO], object]) -> None:
-    """Write a file so that readers see the old file or the whole new one, never a part.
-
-    A temporary file in the same folder (so that the rename stays on one file system) is written,
-    fsynced, renamed over ``path`` with ``os.replace``, and the folder is fsynced so the rename survives
-    a power cut. On any error the temporary file is removed and ``path`` is untouched.
-    """
-    path = Path(path)
-    fd, temp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as stream:
-            write(stream)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
-    _fsync_directory(path.parent)
-
-
-def _fsync_directory(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:  # e.g. Windows cannot open a folder; the rename is durable enough there
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def _segment(segment: SegmentResult) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from pydicom.sr.codedict import codes as dicom_codes
 from pydicom.uid import UID, generate_uid
 
 from gate.report import codes
-from gate.report.json_report import write_atomically
+from gate.store.atomic import write_atomically
 from gate.verify.result import SegmentResult, SegResult, Verdict
 
 SEG_MODALITY = "SEG"
