@@ -6,7 +6,7 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed-$(EXTRAS)
 
-.PHONY: serve test system-deps lint demo bench clean
+.PHONY: serve test system-deps lint demo bench fuzz clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,16 @@ test: system-deps $(VENV)/.installed-test,train,postgres
 	$(VENV)/bin/ruff check gate tests
 	$(VENV)/bin/ruff format --check gate tests
 	OMP_NUM_THREADS=1 $(VENV)/bin/pytest -q
+	$(MAKE) fuzz
+
+# Bounded coverage-guided fuzzing of the parse → assemble path, seeded from the hostile corpus.
+FUZZ_SECONDS ?= 60
+fuzz: EXTRAS = test,train,postgres
+fuzz: $(VENV)/.installed-test,train,postgres
+	rm -rf var/hostile var/fuzz-found && mkdir -p var/fuzz-found
+	$(PY) -m gate.synth.hostile var/hostile >/dev/null
+	OMP_NUM_THREADS=1 $(PY) fuzz/fuzz_parse_assemble.py -max_total_time=$(FUZZ_SECONDS) -rss_limit_mb=3072 \
+	  -timeout=30 -artifact_prefix=var/fuzz-found/crash- var/fuzz-found var/hostile/cases
 
 clean:
 	rm -rf $(VENV) var

@@ -6,10 +6,10 @@ from pathlib import Path
 from typing import Any
 
 from pydicom import dcmread
-from pydicom.errors import InvalidDicomError
 
 from gate.assemble.loader import load_verification_input, read_dataset
 from gate.assemble.references import referenced_source_uids
+from gate.assemble.validate import PARSE_ERRORS
 from gate.config import Settings
 from gate.dicom import is_seg
 from gate.errors import InvalidObjectError
@@ -33,12 +33,12 @@ def verify_files(images_dir: Path, seg_path: Path, settings: Settings) -> dict[s
     sources = {}
     for path in sorted(p for p in images_dir.rglob("*") if p.is_file()):
         try:
-            ds = dcmread(path)
-        except (InvalidDicomError, OSError, ValueError, EOFError):
+            header = dcmread(path, stop_before_pixels=True, specific_tags=["SOPInstanceUID"])
+            uid = str(header.get("SOPInstanceUID", ""))
+        except PARSE_ERRORS:
             continue  # not DICOM: other files may share the folder
-        uid = str(ds.get("SOPInstanceUID", ""))
         if uid in wanted:
-            sources[uid] = ds
+            sources[uid] = read_dataset(path)  # a malformed source is invalid input (exit 2)
     missing = sorted(wanted - set(sources))
     if missing:
         raise InvalidObjectError(

@@ -18,7 +18,7 @@ from pynetdicom import evt
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from gate.assemble.loader import (
+from gate.assemble.validate import (
     PARSE_ERRORS,
     check_image_geometry,
     check_pixel_data_length,
