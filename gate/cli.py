@@ -136,6 +136,113 @@ def verdicts(
     Console().print(table)
 
 
+def _operator_sessions(settings: Settings):  # type: ignore[no-untyped-def]
+    from gate.store.db import make_engine, session_factory, upgrade
+
+    upgrade(settings.db_url)
+    return session_factory(make_engine(settings.db_url))
+
+
+def _refused(exc: GateError) -> typer.Exit:
+    err.print(f"[red]refused:[/red] {exc}")
+    return typer.Exit(2)
+
+
+ByOption = Annotated[str, typer.Option("--by", help="who decides (recorded in the audit trail)")]
+ReasonOption = Annotated[str, typer.Option("--reason", help="why (recorded in the audit trail)")]
+
+
+@app.command()
+def outbox(
+    config: ConfigOption = None,
+    json_output: Annotated[bool, typer.Option("--json", help="print a JSON list")] = False,
+    show_all: Annotated[bool, typer.Option("--all", help="also sent and cancelled sends")] = False,
+) -> None:
+    """Pending and failed sends (with --all: every send), oldest first."""
+    from gate.route.operator import list_outbox
+
+    rows = list_outbox(_operator_sessions(_settings(config)), include_all=show_all)
+    if json_output:
+        print(json.dumps(rows))
+        return
+    table = Table(title="Outbox" if show_all else "Outbox: pending and failed sends")
+    for col in ("SEG", "object", "destination", "state", "attempts", "next attempt", "status", "error"):
+        table.add_column(col)
+    for r in rows:
+        table.add_row(
+            r["seg_sop_instance_uid"],
+            r["sop_instance_uid"],
+            r["destination"],
+            r["state"],
+            str(r["attempts"]),
+            (r["next_attempt_at"] or "")[:19] if r["state"] == "pending" else "",
+            r["last_status"] or "",
+            r["last_error"] or "",
+        )
+    Console(width=240).print(table)
+
+
+@app.command()
+def retry(
+    uid: Annotated[str | None, typer.Argument(help="SEG whose failed sends to requeue")] = None,
+    all_failed: Annotated[bool, typer.Option("--all-failed", help="requeue every failed send")] = False,
+    by: Annotated[str | None, typer.Option("--by", help="who (default: the login name)")] = None,
+    config: ConfigOption = None,
+) -> None:
+    """Put failed sends back to pending, due now, attempts reset; the running gate sends them."""
+    import getpass
+
+    from gate.route.operator import retry_failed
+
+    settings = _settings(config)
+    try:
+        requeued = retry_failed(
+            _operator_sessions(settings), uid=uid, all_failed=all_failed, by=by or getpass.getuser()
+        )
+    except GateError as exc:
+        raise _refused(exc) from exc
+    typer.echo(f"requeued {len(requeued)} failed send(s)" + "".join(f"\n  {u}" for u in requeued))
+
+
+@app.command()
+def release(
+    uid: Annotated[str, typer.Argument(help="SOP Instance UID of the quarantined SEG")],
+    by: ByOption,
+    reason: ReasonOption,
+    config: ConfigOption = None,
+) -> None:
+    """Forward a quarantined SEG (failed verdict, error, incomplete, refused send) to the PACS."""
+    from gate.route.operator import release as release_seg
+
+    settings = _settings(config)
+    try:
+        done = release_seg(settings, _operator_sessions(settings), uid, by=by, reason=reason)
+    except GateError as exc:
+        raise _refused(exc) from exc
+    typer.echo(f"SEG {done.seg_sop_instance_uid} queued to {done.destination}; released by {by}")
+
+
+@app.command()
+def discard(
+    uid: Annotated[str, typer.Argument(help="SOP Instance UID of the SEG")],
+    by: ByOption,
+    reason: ReasonOption,
+    config: ConfigOption = None,
+) -> None:
+    """Discard a SEG: cancel its undelivered sends and delete its file (never its source images)."""
+    from gate.route.operator import discard as discard_seg
+
+    settings = _settings(config)
+    try:
+        done = discard_seg(settings, _operator_sessions(settings), uid, by=by, reason=reason)
+    except GateError as exc:
+        raise _refused(exc) from exc
+    typer.echo(
+        f"SEG {done.seg_sop_instance_uid} discarded by {by}; {len(done.cancelled)} send(s) cancelled"
+        + ("" if done.removed is None else f"; removed {done.removed}")
+    )
+
+
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option(help="where to write the synthetic study")] = Path("./var/demo"),

@@ -44,6 +44,8 @@ class Service:
         # association made under it.
         record_config_change(sessions, s)
         spool = Spool(s.spool_dir)
+        for tmp in spool.remove_stale_temporaries():
+            log.warning("removed %s, left half-written by an earlier run", tmp)
         pipeline = Pipeline(settings=s, sessions=sessions, spool=spool, verifier_factory=self.make_verifier)
         self.runner = PipelineRunner(pipeline)
         ctx = ReceiveContext(

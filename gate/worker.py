@@ -30,10 +30,13 @@ from gate.route.outbox import dispatch_due, enqueue
 from gate.store.db import as_utc
 from gate.store.models import Instance, SegState, SegVerification, utcnow
 from gate.store.spool import Spool
+from gate.verify.recnet import ModelError
 from gate.verify.result import Verdict
 from gate.verify.verifier import Verifier
 
 log = logging.getLogger("gate.worker")
+
+MAX_FAILURE_BACKOFF_SECONDS = 60.0
 
 
 @dataclass
@@ -63,7 +66,16 @@ class Pipeline:
             ).all()
         progressed = 0
         for row in waiting:
-            progressed += self._assemble_one(row.seg_sop_instance_uid, now)
+            try:
+                progressed += self._assemble_one(row.seg_sop_instance_uid, now)
+            except ModelError:
+                raise  # no SEG can be verified: the runner logs it once per poll
+            except Exception:  # noqa: BLE001 - one SEG's unforeseen failure must not starve the rest
+                log.exception(
+                    "SEG %s (study %s): assembly/verification failed; it stays waiting and is retried",
+                    row.seg_sop_instance_uid,
+                    row.study_instance_uid,
+                )
         return progressed
 
     def _assemble_one(self, seg_uid: str, now: datetime) -> int:
@@ -248,13 +260,22 @@ class PipelineRunner:
 
     def _loop(self, step: Callable[[], int], wake: threading.Event | None) -> None:
         poll = self.pipeline.settings.worker_poll_seconds
+        failures = 0
         while not self._stop.is_set():
             try:
                 step()
-            except Exception:  # noqa: BLE001 - a stage must not die; the log names the failure
-                log.exception("pipeline step %s failed; retrying in %.1f s", step.__name__, poll)
-            if wake is not None:
-                wake.wait(poll)
+                failures = 0
+            except Exception as exc:  # noqa: BLE001 - a stage must not die; the log names the failure
+                failures += 1
+                if failures == 1:
+                    log.exception("pipeline step %s failed", step.__name__)
+                else:
+                    log.error("pipeline step %s failed again (%d in a row): %s", step.__name__, failures, exc)
+            # A failing stage (e.g. the model cannot be loaded) backs off to at most a minute instead of
+            # filling the log every poll.
+            delay = poll if failures == 0 else min(MAX_FAILURE_BACKOFF_SECONDS, poll * 2**failures)
+            if wake is not None and failures == 0:
+                wake.wait(delay)
                 wake.clear()
             else:
-                self._stop.wait(poll)
+                self._stop.wait(delay)

@@ -14,8 +14,14 @@ from tests.conftest import REPO
 
 
 def gate(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "gate.cli", *args], capture_output=True, text=True, cwd=cwd,
-                          timeout=300, env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
+    return subprocess.run(
+        [sys.executable, "-m", "gate.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=300,
+        env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +30,9 @@ def study(tmp_path_factory: pytest.TempPathFactory) -> StudyFiles:
 
 
 def test_verify_json_passes_the_good_seg(study: StudyFiles) -> None:
-    done = gate("verify", "--images", str(study.image_paths[0].parent), "--seg", str(study.good_seg_path), "--json")
+    done = gate(
+        "verify", "--images", str(study.image_paths[0].parent), "--seg", str(study.good_seg_path), "--json"
+    )
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert report["verdict"] == "pass"
@@ -37,7 +45,9 @@ def test_verify_json_passes_the_good_seg(study: StudyFiles) -> None:
 
 
 def test_verify_json_fails_the_bad_seg_with_exit_1(study: StudyFiles) -> None:
-    done = gate("verify", "--images", str(study.image_paths[0].parent), "--seg", str(study.bad_seg_path), "--json")
+    done = gate(
+        "verify", "--images", str(study.image_paths[0].parent), "--seg", str(study.bad_seg_path), "--json"
+    )
     assert done.returncode == 1, done.stderr
     report = json.loads(done.stdout)
     assert report["verdict"] == "fail"

@@ -78,13 +78,32 @@ def dispatch_due(settings: Settings, sessions: sessionmaker[Session], now: datet
         with sessions.begin() as session:
             for row in rows:
                 outcome = by_path.get(row.path) or SendOutcome(Path(row.path), None, "not attempted")
-                settled += _settle(session, settings, session.merge(row), outcome, now)
+                # Re-read the row: an operator may have cancelled it while it was on the wire, and
+                # merging the copy loaded before the send would silently undo that.
+                current = session.get(OutboxSend, row.id)
+                if current is not None:
+                    settled += _settle(session, settings, current, outcome, now)
     return settled
 
 
 def _settle(
     session: Session, settings: Settings, row: OutboxSend, outcome: SendOutcome, now: datetime
 ) -> int:
+    if row.state != SendState.PENDING:
+        # Cancelled (`gate discard`) while on the wire: record only a delivery, which did happen.
+        if outcome.delivered:
+            was = row.state
+            row.attempts += 1
+            row.last_status, row.last_error = outcome.status, outcome.error
+            row.state, row.sent_at = SendState.SENT, now
+            log.warning(
+                "%s (SEG %s) reached %s although its send was %s meanwhile",
+                row.sop_instance_uid,
+                row.seg_sop_instance_uid,
+                row.destination,
+                was,
+            )
+        return 0
     row.attempts += 1
     row.last_status = outcome.status
     row.last_error = outcome.error

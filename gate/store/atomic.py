@@ -8,6 +8,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
+# Half-written files carry these; `Spool.remove_stale_temporaries` finds them after a crash.
+TEMP_PREFIX, TEMP_SUFFIX = ".incoming-", ".tmp"
+
 
 def write_atomically(path: Path, write: Callable[[BinaryIO], object]) -> None:
     """Write ``path`` through ``write(stream)``: same-folder temp file, fsync, rename, folder fsync.
@@ -18,7 +21,7 @@ def write_atomically(path: Path, write: Callable[[BinaryIO], object]) -> None:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp_name = tempfile.mkstemp(dir=path.parent, prefix=".incoming-", suffix=".tmp")
+    fd, temp_name = tempfile.mkstemp(dir=path.parent, prefix=TEMP_PREFIX, suffix=TEMP_SUFFIX)
     try:
         with os.fdopen(fd, "wb") as stream:
             write(stream)

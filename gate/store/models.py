@@ -38,12 +38,14 @@ class Disposition(StrEnum):
     FORWARDING = "forwarding"  # pass: the SEG is in the outbox to the PACS
     FORWARDED = "forwarded"
     QUARANTINED = "quarantined"  # fail / incomplete / error: held back
+    DISCARDED = "discarded"  # an operator discarded it (`gate discard`): its spool file is deleted
 
 
 class SendState(StrEnum):
     PENDING = "pending"
     SENT = "sent"
     FAILED = "failed"  # permanent refusal or attempts exhausted: needs an operator
+    CANCELLED = "cancelled"  # an operator discarded the SEG before this send was delivered
 
 
 class Instance(Base):

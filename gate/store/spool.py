@@ -6,13 +6,13 @@ before they become path components, so a hostile UID (``../``) can never leave t
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import tempfile
+import time
 from pathlib import Path
 
 from gate.errors import SpoolError
+from gate.store.atomic import TEMP_PREFIX, TEMP_SUFFIX, write_atomically
 
 # PS3.5 9.1: components of digits separated by dots, no leading zero in a multi-digit component,
 # at most 64 characters.
@@ -51,25 +51,29 @@ class Spool:
     def free_bytes(self) -> int:
         return shutil.disk_usage(self.root).free
 
+    def remove_stale_temporaries(self, older_than: float | None = None) -> list[Path]:
+        """Delete ``.incoming-*.tmp`` files a killed process left half-written; return them.
+
+        Such a file was never renamed into place, so its object was never acknowledged: the sender
+        still holds it and will send it again. Only files last modified before ``older_than`` (a
+        ``time.time()`` value; default: now) go, so that a call made while the SCP already runs
+        cannot delete a write in progress if given the process start time.
+        """
+        cutoff = time.time() if older_than is None else older_than
+        removed = []
+        for tmp in self.root.glob(f"*/{TEMP_PREFIX}*{TEMP_SUFFIX}"):
+            try:
+                if tmp.stat().st_mtime < cutoff:
+                    tmp.unlink()
+                    removed.append(tmp)
+            except FileNotFoundError:  # renamed or removed meanwhile
+                continue
+        return removed
+
 
 def write_atomic(final: Path, data: bytes) -> None:
-    """Atomically replace ``final`` with ``data`` (same-directory temp file + fsync + rename)."""
-    final.parent.mkdir(parents=True, exist_ok=True)
+    """Atomically replace ``final`` with ``data`` (same-folder temp file + fsync + rename)."""
     try:
-        fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=".incoming-", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, final)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        dir_fd = os.open(final.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        write_atomically(final, lambda stream: stream.write(data))
     except OSError as exc:
         raise SpoolError(f"cannot write {final}: {exc.strerror}") from exc
