@@ -149,8 +149,9 @@ def check_pixel_data_length(ds: Dataset, transfer_syntax: UID | None = None) -> 
         raise InvalidObjectError(f"{uid}: Pixel Data is not a byte string")
     tsyntax = transfer_syntax or getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
     try:
-        encapsulated = tsyntax is not None and UID(tsyntax).is_encapsulated
-    except ValueError as exc:  # pydicom: "UID is not a transfer syntax"
+        # str(): a malformed file meta can carry the UID under another VR (a PersonName, say).
+        encapsulated = tsyntax is not None and UID(str(tsyntax)).is_encapsulated
+    except (ValueError, TypeError) as exc:  # pydicom: "UID is not a transfer syntax"
         raise InvalidObjectError(f"{uid}: {str(tsyntax)[:64]!r} is not a transfer syntax") from exc
     if encapsulated:
         try:
