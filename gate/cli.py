@@ -281,11 +281,25 @@ def demo(
 
 def _register_model_commands() -> None:
     try:
+        from gate.model.attack_cli import attack_command, train_baseline_command
         from gate.model.cli import export_command, train_command
+        from gate.model.evaluate_cli import calibrate_command, evaluate_command
     except ImportError:  # the train extra's modules import torch lazily; this guards partial installs
         return
     app.command("train", help="Train the REC-Net (needs the `train` extra).")(train_command)
     app.command("export", help="Export a REC-Net checkpoint to ONNX + model card.")(export_command)
+    app.command("train-baseline", help="Train the Dice-regression baseline (needs the `train` extra).")(
+        train_baseline_command
+    )
+    app.command("evaluate", help="Evaluate verdict scores on held-out volumes (AUROC, false rejects, ...).")(
+        evaluate_command
+    )
+    app.command("calibrate", help="Per-label thresholds for a target sensitivity from a labelled set.")(
+        calibrate_command
+    )
+    app.command("attack", help="FGSM/PGD attacks on the REC-Net verdict and the Dice-regression baseline.")(
+        attack_command
+    )
 
 
 _register_model_commands()
