@@ -40,12 +40,33 @@ def wait_for_port(port: int, timeout: float = 30.0) -> None:
 
 @dataclass
 class OrthancPacs:
-    """A real Orthanc on loopback: the PACS and report destination of the end-to-end tests."""
+    """A real Orthanc on loopback: the PACS and report destination of the end-to-end tests.
+
+    It can be stopped and started again on the same ports and storage (a PACS outage)."""
 
     aet: str
     dicom_port: int
     http_port: int
-    proc: subprocess.Popen[bytes]
+    root: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        with open(self.root / "orthanc.log", "ab") as log:
+            self.proc = subprocess.Popen(
+                [ORTHANC, str(self.root / "orthanc.json")], stdout=log, stderr=subprocess.STDOUT
+            )
+        wait_for_port(self.http_port)
+        wait_for_port(self.dicom_port)
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.terminate()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
 
     def rest(self, path: str, data: bytes | None = None) -> object:
         req = urllib.request.Request(f"http://127.0.0.1:{self.http_port}{path}", data=data)
@@ -63,6 +84,15 @@ class OrthancPacs:
 
     def instance_count(self) -> int:
         return int(self.rest("/statistics")["CountInstances"])  # type: ignore[index]
+
+    def series_instance_count(self, sop_instance_uid: str) -> int:
+        """Instances Orthanc holds in the series of ``sop_instance_uid`` (0 if it has none of it)."""
+        found = self.rest("/tools/lookup", sop_instance_uid.encode())
+        ident = next((i["ID"] for i in found if i["Type"] == "Instance"), None)  # type: ignore[union-attr]
+        if ident is None:
+            return 0
+        series = self.rest(f"/instances/{ident}/series")
+        return len(series["Instances"])  # type: ignore[index]
 
 
 @pytest.fixture
@@ -86,20 +116,12 @@ def orthanc(tmp_path: Path) -> Iterator[OrthancPacs]:
         "UnknownSopClassAccepted": True,
     }
     (root / "orthanc.json").write_text(json.dumps(config))
-    log = open(root / "orthanc.log", "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen([ORTHANC, str(root / "orthanc.json")], stdout=log, stderr=subprocess.STDOUT)
-    pacs = OrthancPacs("PACS", dicom_port, http_port, proc)
+    pacs = OrthancPacs("PACS", dicom_port, http_port, root)
+    pacs.start()
     try:
-        wait_for_port(http_port)
-        wait_for_port(dicom_port)
         yield pacs
     finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+        pacs.stop()
 
 
 def write_config(

@@ -7,9 +7,6 @@ ports and storage) or a pynetdicom SCP that answers the status we set.
 from __future__ import annotations
 
 import json
-import subprocess
-from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -25,13 +22,11 @@ from gate.store.db import make_engine, session_factory
 from gate.store.models import AuditEvent, OutboxSend, SegState, SegVerification
 from gate.synth.study import StudyFiles, write_synthetic_study
 from tests.conftest import (
-    ORTHANC,
     OrthancPacs,
     RunningGate,
     free_port,
     start_gate,
     stop_gate,
-    wait_for_port,
     wait_until,
     write_config,
 )
@@ -41,68 +36,6 @@ pytestmark = pytest.mark.e2e
 
 FAST_RETRY = "retry: {initial_seconds: 0.5, factor: 2, max_seconds: 2, max_attempts: 100}"
 N_SLICES = 6  # enough for a boundary on several frames, quick to verify
-
-
-@dataclass
-class RestartableOrthanc(OrthancPacs):
-    """Orthanc that can be stopped and started again on the same ports and storage directories."""
-
-    root: Path = field(default=Path())
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-
-    def start(self) -> None:
-        with open(self.root / "orthanc.log", "ab") as log:
-            self.proc = subprocess.Popen(
-                [ORTHANC, str(self.root / "orthanc.json")], stdout=log, stderr=subprocess.STDOUT
-            )
-        wait_for_port(self.http_port)
-        wait_for_port(self.dicom_port)
-
-    def series_instance_count(self, sop_instance_uid: str) -> int:
-        """Instances Orthanc holds in the series of ``sop_instance_uid`` (0 if it has none of it)."""
-        found = self.rest("/tools/lookup", sop_instance_uid.encode())
-        ident = next((i["ID"] for i in found if i["Type"] == "Instance"), None)  # type: ignore[union-attr]
-        if ident is None:
-            return 0
-        series = self.rest(f"/instances/{ident}/series")
-        return len(series["Instances"])  # type: ignore[index]
-
-
-@pytest.fixture
-def pacs(tmp_path: Path) -> Iterator[RestartableOrthanc]:
-    if not Path(ORTHANC).exists():
-        pytest.fail("Orthanc is not installed: .ci/run installs Debian's orthanc package")
-    root = tmp_path / "orthanc"
-    root.mkdir()
-    dicom_port, http_port = free_port(), free_port()
-    config = {
-        "Name": "test-pacs",
-        "StorageDirectory": str(root / "storage"),
-        "IndexDirectory": str(root / "index"),
-        "Plugins": [],
-        "HttpPort": http_port,
-        "RemoteAccessAllowed": False,
-        "AuthenticationEnabled": False,
-        "DicomAet": "PACS",
-        "DicomPort": dicom_port,
-        "DicomCheckCalledAet": True,
-        "UnknownSopClassAccepted": True,
-    }
-    (root / "orthanc.json").write_text(json.dumps(config))
-    pacs = RestartableOrthanc("PACS", dicom_port, http_port, None, root=root)  # type: ignore[arg-type]
-    pacs.start()
-    try:
-        yield pacs
-    finally:
-        if pacs.proc.poll() is None:
-            pacs.stop()
 
 
 def _gate(tmp_path: Path, pacs_port: int) -> RunningGate:
@@ -146,7 +79,8 @@ def _cli(gate: RunningGate, *args: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
-def test_pacs_outage_retries_then_delivers_each_seg_once(tmp_path: Path, pacs: RestartableOrthanc) -> None:
+def test_pacs_outage_retries_then_delivers_each_seg_once(tmp_path: Path, orthanc: OrthancPacs) -> None:
+    pacs = orthanc
     studies: list[StudyFiles] = [
         write_synthetic_study(tmp_path / f"study{seed}", seed=seed, n_slices=N_SLICES)
         for seed in (31, 32, 33)
