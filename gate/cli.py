@@ -95,7 +95,7 @@ def verify(
     else:
         table = Table(title=f"SEG {report['seg_sop_instance_uid']}: {report['verdict'].upper()}")
         for col in ("segment", "label", "score", "threshold", "frames", "verdict"):
-            table.add_column(col)
+            table.add_column(col, overflow="fold")
         for s in report["segments"]:
             table.add_row(
                 str(s["number"]),
@@ -122,7 +122,7 @@ def verdicts(
         return
     table = Table(title="SEG verdicts")
     for col in ("received", "SEG", "state", "verdict", "score", "disposition", "reason"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold")
     for r in rows:
         table.add_row(
             r["received_at"][:19],
@@ -167,7 +167,7 @@ def outbox(
         return
     table = Table(title="Outbox" if show_all else "Outbox: pending and failed sends")
     for col in ("SEG", "object", "destination", "state", "attempts", "next attempt", "status", "error"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold")
     for r in rows:
         table.add_row(
             r["seg_sop_instance_uid"],
