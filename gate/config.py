@@ -89,7 +89,7 @@ class Settings(BaseModel):
     bind_address: str = "0.0.0.0"
     storage_dir: Path = Path("./var")
     database_url: str | None = None  # default: sqlite in storage_dir
-    destinations: Destinations = Destinations()
+    destinations: Destinations = Field(default_factory=Destinations)
     model_dir: Path = DEFAULT_MODEL_DIR
     thresholds: dict[str, float] = Field(default_factory=dict, description="per segment label")
     # A SEG whose sources are still missing this long after it arrived is recorded `incomplete`.

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 
+from pynetdicom.transport import ThreadedAssociationServer
+
 from gate.config import Settings
 from gate.config_audit import record_config_change
 from gate.net.receive import ReceiveContext
@@ -20,7 +22,7 @@ log = logging.getLogger("gate.service")
 class Service:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.server = None
+        self.server: ThreadedAssociationServer | None = None
         self.runner: PipelineRunner | None = None
 
     def make_verifier(self) -> Verifier:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pydicom import Dataset
 from pydicom.uid import UID
 from pynetdicom import evt
+from pynetdicom.dimse_primitives import C_STORE
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -32,6 +33,9 @@ from gate.store.models import Instance, SegState, SegVerification
 from gate.store.spool import Spool, is_valid_uid
 
 log = logging.getLogger("gate.receive")
+
+# A data set that cannot be parsed into elements (PS3.4 B.2.3: 0xC000 "cannot understand").
+DECODE_ERRORS: tuple[type[BaseException], ...] = (*PARSE_ERRORS, InvalidObjectError)
 
 
 @dataclass
@@ -88,15 +92,17 @@ class StoreHandler:
         try:
             ds = event.dataset
             ensure_parsed(ds)
-        except (*PARSE_ERRORS, InvalidObjectError) as exc:
+        except DECODE_ERRORS as exc:
             log.warning("from %s: cannot decode data set: %s", calling_ae, exc)
             return _status(StoreStatus.CANNOT_UNDERSTAND, "data set cannot be decoded")
         sop_uid = str(ds.get("SOPInstanceUID", ""))
         study_uid = str(ds.get("StudyInstanceUID", ""))
         series_uid = str(ds.get("SeriesInstanceUID", ""))
         sop_class = str(ds.get("SOPClassUID", ""))
-        requested = str(event.request.AffectedSOPClassUID)
-        requested_uid = str(event.request.AffectedSOPInstanceUID)
+        request = event.request
+        assert isinstance(request, C_STORE)  # bound to EVT_C_STORE only
+        requested = str(request.AffectedSOPClassUID)
+        requested_uid = str(request.AffectedSOPInstanceUID)
         for name, uid in (
             ("SOPInstanceUID", sop_uid),
             ("StudyInstanceUID", study_uid),

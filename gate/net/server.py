@@ -27,6 +27,7 @@ def make_storage_ae(settings: Settings) -> AE:
     """
     ae = AE(ae_title=settings.ae_title)
     for cx in AllStoragePresentationContexts:
+        assert cx.abstract_syntax is not None
         ae.add_supported_context(cx.abstract_syntax, ALL_TRANSFER_SYNTAXES)
     ae.add_supported_context(Verification)
     ae.maximum_pdu_size = settings.max_pdu_size
