@@ -10,7 +10,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -183,7 +183,7 @@ class Pipeline:
         decided_at = utcnow()
         if last_arrival is not None:
             timings["latency"] = (decided_at - as_utc(last_arrival)).total_seconds()
-        result = _with_timings(result, timings)
+        result = replace(result, timings={k: float(v) for k, v in timings.items()})
         write_json_report(verification_report(result), report_path)
         with self.sessions.begin() as session:
             row = session.scalar(
@@ -223,12 +223,6 @@ class Pipeline:
     # -- route ------------------------------------------------------------------------------------
     def route_once(self, now: datetime | None = None) -> int:
         return dispatch_due(self.settings, self.sessions, now)
-
-
-def _with_timings(result, timings):  # type: ignore[no-untyped-def]
-    from dataclasses import replace
-
-    return replace(result, timings={k: float(v) for k, v in timings.items()})
 
 
 class PipelineRunner:

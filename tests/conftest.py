@@ -8,6 +8,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from pynetdicom import AE, AllStoragePresentationContexts, evt
 
 REPO = Path(__file__).resolve().parent.parent
 ORTHANC = shutil.which("Orthanc") or "/usr/sbin/Orthanc"
@@ -221,3 +223,40 @@ def drop_postgres(url: str) -> None:
     name = url.rsplit("/", 1)[-1]
     with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+class CountingPeer:
+    """A PACS stand-in that is a real SCP: answers each C-STORE with ``status``, counts what it stored."""
+
+    def __init__(self, status: int = 0x0000) -> None:
+        self.status = status
+        self.received: list[str] = []  # SOP Instance UIDs answered with Success, in order
+        self._lock = threading.Lock()
+        ae = AE(ae_title="PACS")
+        for cx in AllStoragePresentationContexts:
+            ae.add_supported_context(cx.abstract_syntax)
+        self.server = ae.start_server(
+            ("127.0.0.1", 0), block=False, evt_handlers=[(evt.EVT_C_STORE, self._store)]
+        )
+        self.port = int(self.server.server_address[1])
+
+    def _store(self, event: evt.Event) -> int:
+        status = self.status
+        if status == 0:
+            with self._lock:
+                self.received.append(str(event.dataset.SOPInstanceUID))
+        return status
+
+    def count(self, uid: str) -> int:
+        with self._lock:
+            return self.received.count(uid)
+
+    def shutdown(self) -> None:
+        self.server.shutdown()
+
+
+@pytest.fixture
+def peer() -> Iterator[CountingPeer]:
+    p = CountingPeer()
+    yield p
+    p.shutdown()

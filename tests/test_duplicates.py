@@ -22,19 +22,19 @@ from gate.net.send import SendOutcome, send_files
 from gate.store.db import make_engine, session_factory
 from gate.store.models import Instance, OutboxSend, SegState, SegVerification
 from gate.synth.study import write_synthetic_study
-from tests.conftest import RunningGate, free_port, start_gate, stop_gate, wait_until, write_config
-from tests.test_operator import CountingPeer
+from tests.conftest import (
+    CountingPeer,
+    RunningGate,
+    free_port,
+    start_gate,
+    stop_gate,
+    wait_until,
+    write_config,
+)
 
 pytestmark = pytest.mark.e2e
 
 N_SLICES = 6
-
-
-@pytest.fixture
-def peer() -> Iterator[CountingPeer]:
-    p = CountingPeer()
-    yield p
-    p.shutdown()
 
 
 @pytest.fixture

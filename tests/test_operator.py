@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import json
-import threading
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from pydicom import dcmread
-from pynetdicom import AE, AllStoragePresentationContexts, evt
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
@@ -26,48 +23,12 @@ from gate.store.db import as_utc, make_engine, session_factory, upgrade
 from gate.store.models import AuditEvent, Instance, OutboxSend, SegVerification, SendState, utcnow
 from gate.store.spool import Spool
 from gate.synth.study import StudyFiles, write_synthetic_study
-
-
-class CountingPeer:
-    """A PACS stand-in that is a real SCP: answers each C-STORE with ``status``, counts what it stored."""
-
-    def __init__(self, status: int = 0x0000) -> None:
-        self.status = status
-        self.received: list[str] = []  # SOP Instance UIDs answered with Success, in order
-        self._lock = threading.Lock()
-        ae = AE(ae_title="PACS")
-        for cx in AllStoragePresentationContexts:
-            ae.add_supported_context(cx.abstract_syntax)
-        self.server = ae.start_server(
-            ("127.0.0.1", 0), block=False, evt_handlers=[(evt.EVT_C_STORE, self._store)]
-        )
-        self.port = int(self.server.server_address[1])
-
-    def _store(self, event: evt.Event) -> int:
-        status = self.status
-        if status == 0:
-            with self._lock:
-                self.received.append(str(event.dataset.SOPInstanceUID))
-        return status
-
-    def count(self, uid: str) -> int:
-        with self._lock:
-            return self.received.count(uid)
-
-    def shutdown(self) -> None:
-        self.server.shutdown()
+from tests.conftest import CountingPeer
 
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory: pytest.TempPathFactory) -> StudyFiles:
     return write_synthetic_study(tmp_path_factory.mktemp("study"), seed=11, n_slices=3)
-
-
-@pytest.fixture
-def peer() -> Iterator[CountingPeer]:
-    p = CountingPeer()
-    yield p
-    p.shutdown()
 
 
 @dataclass

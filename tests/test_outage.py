@@ -22,6 +22,7 @@ from gate.store.db import make_engine, session_factory
 from gate.store.models import AuditEvent, OutboxSend, SegState, SegVerification
 from gate.synth.study import StudyFiles, write_synthetic_study
 from tests.conftest import (
+    CountingPeer,
     OrthancPacs,
     RunningGate,
     free_port,
@@ -30,7 +31,6 @@ from tests.conftest import (
     wait_until,
     write_config,
 )
-from tests.test_operator import CountingPeer
 
 pytestmark = pytest.mark.e2e
 

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from pydicom import dcmread
-from pynetdicom import AE, AllStoragePresentationContexts, evt
 from sqlalchemy import select
 
 from gate.config import Destination, Destinations, RetryPolicy, Settings
@@ -16,39 +14,12 @@ from gate.route.outbox import dispatch_due, enqueue
 from gate.store.db import as_utc, make_engine, session_factory, upgrade
 from gate.store.models import Instance, OutboxSend, SegVerification, utcnow
 from gate.synth.study import StudyFiles, write_synthetic_study
-from tests.conftest import free_port
-
-
-class Peer:
-    """A PACS stand-in that is a real SCP: it answers each C-STORE with the status we set."""
-
-    def __init__(self) -> None:
-        self.status = 0x0000
-        self.received: list[str] = []
-        ae = AE(ae_title="PACS")
-        for cx in AllStoragePresentationContexts:
-            ae.add_supported_context(cx.abstract_syntax)
-        self.server = ae.start_server(
-            ("127.0.0.1", 0), block=False, evt_handlers=[(evt.EVT_C_STORE, self._store)]
-        )
-        self.port = int(self.server.server_address[1])
-
-    def _store(self, event: evt.Event) -> int:
-        if self.status == 0:
-            self.received.append(str(event.dataset.SOPInstanceUID))
-        return self.status
+from tests.conftest import CountingPeer, free_port
 
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory: pytest.TempPathFactory) -> StudyFiles:
     return write_synthetic_study(tmp_path_factory.mktemp("study"), seed=5, n_slices=3)
-
-
-@pytest.fixture
-def peer() -> Iterator[Peer]:
-    p = Peer()
-    yield p
-    p.server.shutdown()
 
 
 def _setup(tmp_path: Path, study: StudyFiles, pacs_port: int):  # type: ignore[no-untyped-def]
@@ -112,7 +83,9 @@ def _row(sessions) -> OutboxSend:  # type: ignore[no-untyped-def]
         return rows[0]
 
 
-def test_delivered_once_and_seg_marked_forwarded(tmp_path: Path, study: StudyFiles, peer: Peer) -> None:
+def test_delivered_once_and_seg_marked_forwarded(
+    tmp_path: Path, study: StudyFiles, peer: CountingPeer
+) -> None:
     settings, sessions, uid = _setup(tmp_path, study, peer.port)
     assert dispatch_due(settings, sessions) == 1
     assert dispatch_due(settings, sessions) == 0  # nothing left to send
@@ -123,7 +96,7 @@ def test_delivered_once_and_seg_marked_forwarded(tmp_path: Path, study: StudyFil
         assert s.scalar(select(SegVerification)).disposition == "forwarded"
 
 
-def test_peer_down_backs_off_then_delivers(tmp_path: Path, study: StudyFiles, peer: Peer) -> None:
+def test_peer_down_backs_off_then_delivers(tmp_path: Path, study: StudyFiles, peer: CountingPeer) -> None:
     down_port = free_port()
     settings, sessions, uid = _setup(tmp_path, study, down_port)
     t0 = utcnow()
@@ -142,7 +115,7 @@ def test_peer_down_backs_off_then_delivers(tmp_path: Path, study: StudyFiles, pe
     assert _row(sessions).state == "sent" and peer.received == [uid]
 
 
-def test_out_of_resources_is_retried(tmp_path: Path, study: StudyFiles, peer: Peer) -> None:
+def test_out_of_resources_is_retried(tmp_path: Path, study: StudyFiles, peer: CountingPeer) -> None:
     settings, sessions, _ = _setup(tmp_path, study, peer.port)
     peer.status = 0xA700
     dispatch_due(settings, sessions)
@@ -150,7 +123,9 @@ def test_out_of_resources_is_retried(tmp_path: Path, study: StudyFiles, peer: Pe
     assert (row.state, row.last_status) == ("pending", 0xA700)
 
 
-def test_permanent_refusal_quarantines_with_status(tmp_path: Path, study: StudyFiles, peer: Peer) -> None:
+def test_permanent_refusal_quarantines_with_status(
+    tmp_path: Path, study: StudyFiles, peer: CountingPeer
+) -> None:
     settings, sessions, _ = _setup(tmp_path, study, peer.port)
     peer.status = 0xA900
     assert dispatch_due(settings, sessions) == 1

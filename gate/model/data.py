@@ -92,7 +92,7 @@ def _usable(mask: np.ndarray, strip_width: int) -> bool:
     return int(boundary_strip(mask, strip_width).sum()) >= MIN_STRIP_PIXELS
 
 
-def _clean(mask: np.ndarray, min_size: int = 150) -> np.ndarray:
+def clean_mask(mask: np.ndarray, min_size: int = 150) -> np.ndarray:
     """Open away speckle and drop small components, so a threshold mask follows real edges only."""
     mask = ndimage.binary_opening(mask, iterations=1)
     labels, n = ndimage.label(mask)
@@ -169,7 +169,7 @@ def icbm_frames(
         for k, index in enumerate(range(int(0.18 * n), int(0.82 * n), cfg.icbm_step)):
             take = functools.partial(np.take, indices=index, axis=axis)
             image, g, w = take(t1), take(gm), take(wm)
-            outline = ndimage.binary_fill_holes(_clean(image > 0.08))
+            outline = ndimage.binary_fill_holes(clean_mask(image > 0.08))
             masks = {"wm": w > 0.5, "brain": (g + w) > 0.5, "outline": outline}
             tag = ""
             if cfg.skull and k % 2 == 0:
@@ -224,7 +224,7 @@ def threshold_masks(image: np.ndarray) -> list[tuple[str, np.ndarray]]:
     levels = [float(t) for t in threshold_multiotsu(smooth, classes=3)]
     masks = []
     for i, level in enumerate(levels):
-        mask = _clean(smooth > level)
+        mask = clean_mask(smooth > level)
         masks.append((f"otsu{i}", mask))
     return masks
 

@@ -14,6 +14,8 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage
 
+from gate.verify.neighbours import shift_mask
+
 
 def dice(a: np.ndarray, b: np.ndarray) -> float:
     """Dice = 2|A∩B| / (|A| + |B|); 1.0 when both are empty."""
@@ -40,18 +42,9 @@ def erode_mm(mask: np.ndarray, mm: float, spacing: tuple[float, float] = (1.0, 1
     return ndimage.distance_transform_edt(padded, sampling=spacing)[1:-1, 1:-1] > mm
 
 
-def shift(mask: np.ndarray, dr: int, dc: int) -> np.ndarray:
-    """The mask moved by (dr, dc) pixels; what leaves the frame is lost (no wrap-around)."""
-    mask = np.asarray(mask, bool)
-    out = np.zeros_like(mask)
-    h, w = mask.shape
-    src_r = slice(max(0, -dr), min(h, h - dr))
-    src_c = slice(max(0, -dc), min(w, w - dc))
-    dst_r = slice(max(0, dr), min(h, h + dr))
-    dst_c = slice(max(0, dc), min(w, w + dc))
-    if src_r.start < src_r.stop and src_c.start < src_c.stop:
-        out[dst_r, dst_c] = mask[src_r, src_c]
-    return out
+# The mask moved by (dr, dc) pixels, nothing wrapping around: the same move the local-optimality
+# neighbours make.
+shift = shift_mask
 
 
 def _smooth_field(shape: tuple[int, ...], sigma: float, rng: np.random.Generator) -> np.ndarray:

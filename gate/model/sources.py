@@ -31,6 +31,8 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage
 
+from gate.model.data import clean_mask
+
 log = logging.getLogger("gate.model")
 
 ITK_DATA = Path("/usr/share/doc/insighttoolkit5-examples/examples/Data")
@@ -241,17 +243,6 @@ def load_dicom_seg_folder(folder: Path, *, source: str = "dicom") -> list[Volume
 # --- offline real sources ------------------------------------------------------------------------
 
 
-def _clean(mask: np.ndarray, min_size: int = 150) -> np.ndarray:
-    mask = ndimage.binary_opening(mask, iterations=1)
-    labels, n = ndimage.label(mask)
-    if n == 0:
-        return mask
-    sizes = ndimage.sum(mask, labels, index=np.arange(1, n + 1))
-    keep = np.zeros(n + 1, dtype=bool)
-    keep[1:] = sizes >= min_size
-    return keep[labels]
-
-
 @functools.cache
 def icbm152_volumes() -> tuple[Volume, ...]:
     """ICBM152 2009 (1 mm): axial, coronal and sagittal stacks with brain, white matter and outline."""
@@ -311,8 +302,8 @@ def threshold_labels(image: np.ndarray) -> dict[str, np.ndarray]:
     for z, frame in enumerate(image):
         smooth = ndimage.gaussian_filter(normalize_robust(frame), 1.0)
         levels = threshold_multiotsu(smooth, classes=3)
-        low[z] = ndimage.binary_fill_holes(_clean(smooth > levels[0]))
-        high[z] = _clean(smooth > levels[1])
+        low[z] = ndimage.binary_fill_holes(clean_mask(smooth > levels[0]))
+        high[z] = clean_mask(smooth > levels[1])
     return {"iso-intensity low": low, "iso-intensity high": high}
 
 

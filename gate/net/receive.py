@@ -8,7 +8,6 @@ step answers a failure, so the sender keeps its copy and nothing acknowledged is
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -85,7 +84,6 @@ class StoreHandler:
 
     def __init__(self, ctx: ReceiveContext) -> None:
         self.ctx = ctx
-        self._lock = threading.Lock()
 
     def __call__(self, event: evt.Event) -> Dataset:
         calling_ae = str(event.assoc.requestor.ae_title).strip()
