@@ -24,11 +24,14 @@ demo: EXTRAS = postgres
 demo: $(VENV)/.installed-postgres
 	$(VENV)/bin/gate demo --config config.yaml
 
-# Debian packages the tests talk to: DCMTK's storescu and Orthanc (the PACS in end-to-end tests).
+# Debian packages the tests need: DCMTK's storescu and Orthanc (the PACS in end-to-end tests), and the ITK
+# example data (held-out real anatomy for the REC-Net tests).
+DEBIAN_PACKAGES = dcmtk orthanc insighttoolkit5-examples
+ITK_EXAMPLES = /usr/share/doc/insighttoolkit5-examples/examples/Data
 system-deps:
-	@if ! [ -x /usr/bin/storescu ] || ! [ -x /usr/sbin/Orthanc ]; then \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dcmtk orthanc >/dev/null; \
-	  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dcmtk orthanc >/dev/null; fi; \
+	@if ! [ -x /usr/bin/storescu ] || ! [ -x /usr/sbin/Orthanc ] || ! [ -d $(ITK_EXAMPLES) ]; then \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(DEBIAN_PACKAGES) >/dev/null; \
 	fi
 	@# Debian starts its own Orthanc service on install; the tests start theirs on free ports.
 

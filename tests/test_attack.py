@@ -6,11 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch  # the train extra, installed by make test
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("onnxruntime")
-
-from gate.model.attack import (  # noqa: E402
+from gate.model.attack import (
     RecNetTarget,
     attack_case,
     check_generator_matches_session,
@@ -18,13 +16,13 @@ from gate.model.attack import (  # noqa: E402
     pgd,
     success_rates,
 )
-from gate.model.export import export_onnx  # noqa: E402
-from gate.model.strip_score import StripScorer, gate_frame_score, symmetric_index  # noqa: E402
-from gate.model.unet import UNetGenerator  # noqa: E402
-from gate.verify.modelcard import ModelCard  # noqa: E402
-from gate.verify.normalize import normalize_robust  # noqa: E402
-from gate.verify.recnet import RecNetSession  # noqa: E402
-from gate.verify.verifier import Verifier  # noqa: E402
+from gate.model.export import export_onnx
+from gate.model.strip_score import StripScorer, gate_frame_score, symmetric_index
+from gate.model.unet import UNetGenerator
+from gate.verify.modelcard import ModelCard
+from gate.verify.normalize import normalize_robust
+from gate.verify.recnet import RecNetSession
+from gate.verify.verifier import Verifier
 
 TILE = 32
 

@@ -6,11 +6,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pytest
+import torch  # the train extra, installed by make test
 
-torch = pytest.importorskip("torch")
-
-from gate.model.baseline import (  # noqa: E402
+from gate.model.baseline import (
     CROP_SIZE,
     BaselineConfig,
     DiceBaseline,

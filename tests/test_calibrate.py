@@ -61,7 +61,6 @@ def test_update_config_keeps_other_keys_and_comments(tmp_path: Path) -> None:
 SHIPPED = Path(__file__).resolve().parents[1] / "onnx_models" / "recnet.card.json"
 
 
-@pytest.mark.skipif(not SHIPPED.is_file(), reason="no shipped REC-Net")
 def test_calibrate_a_labelled_dicom_set(tmp_path: Path) -> None:
     """Score a site's labelled SEGs with the gate's own decoding and verifier, then write config.yaml."""
     from gate.model.calibrate import score_dicom_set

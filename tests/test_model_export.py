@@ -5,14 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pytest
+import onnxruntime as ort
+import torch  # the train extra, installed by make test
 
-torch = pytest.importorskip("torch")
-ort = pytest.importorskip("onnxruntime")
-
-from gate.model.export import export_onnx  # noqa: E402
-from gate.model.unet import UNetGenerator  # noqa: E402
-from gate.verify.modelcard import load_model_card  # noqa: E402
+from gate.model.export import export_onnx
+from gate.model.unet import UNetGenerator
+from gate.verify.modelcard import load_model_card
 
 ONNX_DIR = Path(__file__).resolve().parents[1] / "onnx_models"
 

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import nilearn  # noqa: F401 - the train extra
 import numpy as np
-import pytest
+import torch  # the train extra, installed by make test
 
-torch = pytest.importorskip("torch")
-pytest.importorskip("nilearn")
-
-from gate.model.export import export  # noqa: E402
-from gate.model.train import TrainConfig, train  # noqa: E402
-from gate.verify.modelcard import load_model_card  # noqa: E402
-from gate.verify.recnet import RecNetSession  # noqa: E402
+from gate.model.export import export
+from gate.model.train import TrainConfig, train
+from gate.verify.modelcard import load_model_card
+from gate.verify.recnet import RecNetSession
 
 
 def _config(out_dir: Path, steps: int) -> TrainConfig:
