@@ -79,3 +79,25 @@ def test_neighbour_and_wrong_slice_come_from_the_caller() -> None:
     )
     assert np.array_equal(out["neighbour_label"], other)
     assert np.array_equal(out["wrong_slice"], m)
+
+
+def test_mean_surface_distance_by_hand() -> None:
+    """Two 11 x 11 squares, one moved 3 px sideways. Of each 40-pixel outline: the 11 pixels of the far
+    side are 3 px from the other outline (33); the 11 of the near side lie on the other square's top and
+    bottom rows at the corners (0) and min(3, distance to those rows) between them (1+2+3+3+3+3+3+2+1 = 21);
+    the top and bottom rows lie on the other outline but for 2 end pixels each (1 + 2, twice: 6)."""
+    a = np.zeros((30, 30), bool)
+    a[5:16, 5:16] = True
+    b = np.roll(a, 3, axis=1)
+    assert f.mean_surface_distance(a, a) == 0.0
+    d = f.mean_surface_distance(a, b)
+    assert d == pytest.approx(f.mean_surface_distance(b, a))
+    assert d == pytest.approx((33 + 21 + 6) / 40)
+    assert f.mean_surface_distance(a, np.zeros_like(a)) == float("inf")
+    # Dice hides size: the same 1-px boundary error costs a small disc far more Dice than a large one.
+    small, large = disc(r=5.0), disc(r=30.0)
+    grown_small, grown_large = f.dilate_mm(small, 1.0), f.dilate_mm(large, 1.0)
+    assert f.mean_surface_distance(small, grown_small) == pytest.approx(
+        f.mean_surface_distance(large, grown_large), abs=0.3
+    )
+    assert f.dice(small, grown_small) < 0.85 < 0.95 < f.dice(large, grown_large)

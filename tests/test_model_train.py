@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import nilearn  # noqa: F401 - the train extra
 import numpy as np
+import pytest
 import torch  # the train extra, installed by make test
 
 from gate.model.export import export
@@ -51,3 +53,14 @@ def test_training_checkpoints_resumes_and_exports(tmp_path: Path) -> None:
     session = RecNetSession(onnx_path, card)
     out = session.reconstruct(np.zeros((5, 2, 32, 32), dtype=np.float32))
     assert out.shape == (5, 1, 32, 32)
+    assert card.score == "ssim_gain"
+
+    # A card-only export keeps the ONNX file and rewrites the card, e.g. for the paper's raw score...
+    before = onnx_path.read_bytes()
+    export(ckpt, tmp_path / "onnx", validate=False, score="ssim", write_onnx=False)
+    assert onnx_path.read_bytes() == before
+    assert load_model_card(card_path).score == "ssim"
+    # ...but only for the model it was exported from.
+    other = train(dataclasses.replace(_config(tmp_path / "other", steps=1), seed=7))
+    with pytest.raises(ValueError, match="differs from the ONNX model"):
+        export(other, tmp_path / "onnx", validate=False, write_onnx=False)

@@ -454,3 +454,19 @@ def test_write_sr_keeps_the_old_file_when_writing_fails(tmp_path: Path) -> None:
         write_sr(Dataset(), path)  # no SOP Class / file meta: cannot be written as a DICOM file
     assert path.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["report.dcm"]
+
+
+def test_gain_score_is_reported_under_its_own_concept_and_name(study, tmp_path: Path) -> None:
+    """A model card with score ssim_gain: the measurements and the sentence name the gain, not raw SSIM."""
+    sources, seg = study
+    result = make_result(seg, sources)
+    result = dataclasses.replace(result, model=dataclasses.replace(result.model, score="ssim_gain"))
+    sr = read_back(build_verification_sr(result, seg, sources), tmp_path)
+
+    group = groups_by_number(sr)[TUMOUR]
+    assert group.get_measurements(name=codes.STRIP_SSIM) == []
+    gain = {m.derivation: m for m in group.get_measurements(name=codes.STRIP_SSIM_GAIN)}
+    assert gain[codes.MEAN].value == pytest.approx(result.segments[1].score, abs=1e-12)
+    items = hd.sr.utils.find_content_items(sr, name=codes.QUALITATIVE_EVALUATIONS, recursive=True)
+    text = {item.ValueType: item for item in items[0].ContentSequence}["TEXT"].TextValue
+    assert "scored strip SSIM gain over blurred original 0.612" in text

@@ -7,7 +7,14 @@ import pytest
 from scipy import ndimage
 from skimage.metrics import structural_similarity
 
-from gate.verify.ssim import ssim_map, strip_bbox, strip_ssim, window_radius
+from gate.verify.ssim import (
+    blurred_strip_ssim,
+    ssim_map,
+    strip_bbox,
+    strip_ssim,
+    strip_ssim_gain,
+    window_radius,
+)
 
 
 def _skimage_map(a: np.ndarray, b: np.ndarray, sigma: float = 1.5) -> np.ndarray:
@@ -87,3 +94,50 @@ def test_invalid_inputs_raise() -> None:
         strip_ssim(a, a, np.zeros((10, 10), dtype=bool))
     with pytest.raises(ValueError, match="strip shape"):
         strip_ssim(a, a, np.ones((9, 10), dtype=bool))
+
+
+# --- the blur ceiling and the gain score ------------------------------------------------------------
+
+
+def _full_frame_ceiling(image: np.ndarray, strip: np.ndarray, blur_sigma: float) -> float:
+    blurred = ndimage.gaussian_filter(image, blur_sigma, truncate=3.5, mode="reflect")
+    return float(ssim_map(np.where(strip, blurred, image), image)[strip].mean())
+
+
+@pytest.mark.parametrize("center", [(30, 40), (6, 8), (55, 70)])  # inside, and crossing the frame edges
+def test_blur_ceiling_equals_the_full_frame_computation(center: tuple[int, int]) -> None:
+    image, _ = _pair((64, 80), seed=3)
+    strip = _ring_strip(image.shape, center, 12.0, 1.0)
+    for blur_sigma in (1.0, 1.5, 2.5):
+        np.testing.assert_allclose(
+            blurred_strip_ssim(image, strip, blur_sigma=blur_sigma),
+            _full_frame_ceiling(image, strip, blur_sigma),
+            rtol=0,
+            atol=1e-12,
+        )
+
+
+def test_blur_ceiling_is_one_on_flat_tissue_and_lower_on_noise_and_edges() -> None:
+    rng = np.random.default_rng(0)
+    strip = _ring_strip((64, 64), (32, 32), 14.0, 1.0)
+    flat = np.full((64, 64), 0.4)
+    assert blurred_strip_ssim(flat, strip) == pytest.approx(1.0, abs=1e-12)
+    noisy = np.clip(flat + 0.05 * rng.standard_normal(flat.shape), 0, 1)
+    rr, cc = np.indices(flat.shape)
+    edge = np.where(np.hypot(rr - 32, cc - 32) <= 14.0, 0.8, 0.2)
+    assert blurred_strip_ssim(noisy, strip) < 0.9
+    assert blurred_strip_ssim(edge, strip) < 0.9
+
+
+def test_gain_is_strip_ssim_minus_the_ceiling_and_zero_for_the_blur_itself() -> None:
+    image, reconstruction = _pair((48, 61), seed=4)
+    strip = _ring_strip(image.shape, (24, 30), 10.0, 1.0)
+    ceiling = blurred_strip_ssim(image, strip, blur_sigma=1.5)
+    assert strip_ssim_gain(reconstruction, image, strip) == pytest.approx(
+        strip_ssim(reconstruction, image, strip) - ceiling, abs=1e-12
+    )
+    blurred = ndimage.gaussian_filter(image, 1.5, truncate=3.5, mode="reflect")
+    assert strip_ssim_gain(blurred, image, strip) == pytest.approx(0.0, abs=1e-12)
+    assert strip_ssim_gain(image, image, strip) == pytest.approx(1.0 - ceiling, abs=1e-12)
+    with pytest.raises(ValueError, match="blur sigma"):
+        blurred_strip_ssim(image, strip, blur_sigma=0.0)

@@ -18,6 +18,7 @@ from gate.verify.inputs import SegmentMasks, VerificationInput
 from gate.verify.modelcard import ModelCard
 from gate.verify.recnet import CPU_PROVIDER, RecNetSession
 from gate.verify.result import FrameScore, SegmentResult, Verdict
+from gate.verify.ssim import blurred_strip_ssim
 from gate.verify.strip import boundary_strip
 from gate.verify.tiles import extract_tiles
 from gate.verify.verifier import (
@@ -257,3 +258,41 @@ def test_verify_rejects_inconsistent_input(session: RecNetSession) -> None:
         verifier.verify(VerificationInput("1.9.100", "1.9.0", inp.images, (unknown,)))
     with pytest.raises(ValueError, match="not a 2-D frame"):
         verifier.verify(VerificationInput("1.9.100", "1.9.0", {"1.9.1": np.zeros((2, *SHAPE))}, ()))
+
+
+# --- the ssim_gain score (raw strip SSIM minus the strip's blur ceiling) -----------------------------
+
+
+def test_gain_score_is_raw_ssim_minus_the_blur_ceiling(tmp_path: Path) -> None:
+    """The oracle paints a sharp edge back exactly: raw SSIM 1, and it beats a blur of the truth, whose
+    SSIM on a sharp edge is well below 1; a wrong mask's gain is far lower and negative."""
+    path = build_mask_model(tmp_path / "oracle.onnx")
+    card = make_card(score="ssim_gain", threshold=0.0, thresholds={})
+    verifier = Verifier(RecNetSession(path, card, providers=[CPU_PROVIDER], batch_size=4, intra_op_threads=1))
+    truth = square(15, 18)
+    image = image_of(truth)
+    strip = boundary_strip(truth, 2)
+    ceiling = blurred_strip_ssim(image / OBJECT, strip, sigma=card.ssim_sigma, blur_sigma=card.blur_sigma)
+    right = verifier.score_frame(image, truth)
+    assert right is not None and right.score == pytest.approx(1.0 - ceiling, abs=1e-6)
+    assert 0.0 < right.score < 1.0
+    wrong = verifier.score_frame(image, square(19, 22))
+    assert wrong is not None and wrong.score < 0.0 < right.score
+
+
+def test_threshold_range_follows_the_score(tmp_path: Path) -> None:
+    """A gain threshold may be negative down to -2; a raw SSIM one must lie in [-1, 1]."""
+    path = build_mask_model(tmp_path / "oracle.onnx")
+    gain = RecNetSession(path, make_card(score="ssim_gain"), providers=[CPU_PROVIDER], intra_op_threads=1)
+    assert Verifier(gain, thresholds={"liver": -1.5}).threshold_for("liver") == -1.5
+    with pytest.raises(ValueError, match="ssim_gain"):
+        Verifier(gain, thresholds={"liver": -2.5})
+    raw = RecNetSession(path, make_card(), providers=[CPU_PROVIDER], intra_op_threads=1)
+    with pytest.raises(ValueError, match="ssim"):
+        Verifier(raw, thresholds={"liver": -1.5})
+
+
+def test_model_info_names_the_score(tmp_path: Path) -> None:
+    path = build_mask_model(tmp_path / "oracle.onnx")
+    gain = RecNetSession(path, make_card(score="ssim_gain"), providers=[CPU_PROVIDER], intra_op_threads=1)
+    assert Verifier(gain).verify(_seg_input()).model.score == "ssim_gain"

@@ -134,11 +134,11 @@ class Target:
 
 
 class RecNetTarget(Target):
-    """The gate: REC-Net strip SSIM judged by the ONNX session against the model card threshold."""
-
-    name = "recnet_strip_ssim"
+    """The gate: its REC-Net verdict score (the card's: raw strip SSIM or its gain over the blur ceiling)
+    judged by the ONNX session against the model card threshold."""
 
     def __init__(self, generator: UNetGenerator, session: RecNetSession) -> None:
+        self.name = f"recnet_{session.card.score}"
         self.session = session
         self.scorer = StripScorer(generator, session.card)
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gate.model.failures import dice, failure_masks
+from gate.model.failures import dice, failure_masks, mean_surface_distance
 from gate.model.sources import SPLITS, Volume, volumes_for_split
 from gate.verify.strip import boundary_strip
 
@@ -21,6 +21,8 @@ MIN_STRIP_PIXELS = 40
 MAX_FRAMES_PER_STRUCTURE = 10
 # Dice below this makes a segmentation bad (issue 3, the default good/bad boundary).
 BAD_DICE = 0.8
+# A second, boundary criterion reported beside it: average surface distance above this many pixels.
+BAD_SURFACE_DISTANCE = 1.0
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,11 @@ class Case:
     @property
     def bad(self) -> bool:
         return self.dice < BAD_DICE
+
+    @property
+    def surface_distance(self) -> float:
+        """ASSD in pixels between the mask under test and the ground truth."""
+        return mean_surface_distance(self.mask, self.truth)
 
     @property
     def family(self) -> str:

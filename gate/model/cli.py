@@ -54,12 +54,26 @@ def export_command(
     false_reject_rate: float = typer.Option(
         0.05, help="share of correct validation masks the default threshold may reject"
     ),
+    score: str = typer.Option(
+        "ssim_gain", help="verdict score: ssim_gain (shipped) or ssim (the paper's raw)"
+    ),
+    card_only: bool = typer.Option(
+        False, help="keep the ONNX file in --out-dir and only rewrite its card (e.g. for another --score)"
+    ),
 ) -> None:
     """Export a checkpoint to ONNX (opset 17, dynamic batch) with its model card."""
     from gate.model.export import export
 
+    if score not in ("ssim", "ssim_gain"):
+        raise typer.BadParameter(f"score must be ssim or ssim_gain, got {score!r}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     onnx_path, card_path = export(
-        checkpoint, out_dir, version=version, validate=validate, false_reject_rate=false_reject_rate
+        checkpoint,
+        out_dir,
+        version=version,
+        validate=validate,
+        false_reject_rate=false_reject_rate,
+        score=score,  # type: ignore[arg-type]
+        write_onnx=not card_only,
     )
     typer.echo(f"model: {onnx_path}\ncard: {card_path}")

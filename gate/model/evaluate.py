@@ -24,14 +24,22 @@ from pathlib import Path
 
 import numpy as np
 
-from gate.model.cases import BAD_DICE, GOOD, Case, load_cases
+from gate.model.cases import BAD_DICE, BAD_SURFACE_DISTANCE, GOOD, Case, load_cases
 from gate.model.scores import LabelStats, StripScorer, all_scores
 
 log = logging.getLogger("gate.model")
 
 TARGET_FALSE_REJECT = 0.05
 CLASSIC_SCORES = ("gradient", "fill_ssim", "fill_wide", "fill_local")
-RECNET_SCORES = ("ssim", "ssim_wide", "ssim_local", "ssim_label_z", "ssim_z_plus_local", "ssim_plus_local")
+RECNET_SCORES = (
+    "ssim",
+    "ssim_gain",
+    "ssim_wide",
+    "ssim_local",
+    "ssim_label_z",
+    "ssim_z_plus_local",
+    "ssim_plus_local",
+)
 
 
 # --- metrics --------------------------------------------------------------------------------------
@@ -127,6 +135,10 @@ class ScoredCases:
     def ground_truth(self) -> np.ndarray:
         return np.array([c.mode == GOOD for c in self.cases])
 
+    @property
+    def surface_distance(self) -> np.ndarray:
+        return np.array([c.surface_distance for c in self.cases])
+
     def attr(self, name: str) -> np.ndarray:
         return np.array([getattr(c, name) for c in self.cases])
 
@@ -145,7 +157,7 @@ def score_all(
     names: dict[str, list[float]] = {}
     started = time.perf_counter()
     for model_name, scorer in models.items():
-        cols: dict[str, list[float]] = {"ssim": [], "ssim_wide": [], "ssim_local": []}
+        cols: dict[str, list[float]] = {"ssim": [], "ssim_gain": [], "ssim_wide": [], "ssim_local": []}
         for i, case in enumerate(cases):
             row = all_scores(case.image, [case.mask], scorer, classic=False)[0]
             for key, values in cols.items():
@@ -198,10 +210,14 @@ def summarize_score(scored: ScoredCases, column: str, threshold: float) -> dict[
     s = scored.columns[column]
     bad = scored.bad
     gt = scored.ground_truth
+    off = scored.surface_distance > BAD_SURFACE_DISTANCE
     out: dict[str, object] = {
         "auroc": auroc(s[~bad], s[bad]),
         "auroc_gt": auroc(s[gt], s[bad]),
         "spearman": spearman(s, scored.dice),
+        # The boundary criterion: outline within 1 px on average vs farther (what a strip score can see).
+        "auroc_surface": auroc(s[~off], s[off]),
+        "spearman_surface": spearman(s, -scored.surface_distance),
         "threshold": threshold,
         "sensitivity": reject_rate(s[bad], threshold),
         "false_reject_gt": reject_rate(s[gt], threshold),
@@ -311,13 +327,15 @@ def _fmt(v: object) -> str:
 def markdown_tables(summary: Mapping[str, object]) -> str:
     scores: Mapping[str, Mapping[str, object]] = summary["scores"]  # type: ignore[assignment]
     lines = [
-        "| score | AUROC (Dice ≥ 0.8 vs < 0.8) | AUROC (ground truth vs Dice < 0.8) | Spearman | threshold "
+        "| score | AUROC (Dice ≥ 0.8 vs < 0.8) | AUROC (ground truth vs Dice < 0.8) | Spearman | "
+        "AUROC (surface distance ≤ 1 px vs > 1 px) | threshold "
         "| sensitivity | false-reject (ground truth) | false-reject (Dice ≥ 0.8) |",
-        "|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, s in scores.items():
         lines.append(
             f"| {name} | {_fmt(s['auroc'])} | {_fmt(s['auroc_gt'])} | {_fmt(s['spearman'])} "
+            f"| {_fmt(s.get('auroc_surface', float('nan')))} "
             f"| {_fmt(s['threshold'])} | "
             f"{_fmt(s['sensitivity'])} | {_fmt(s['false_reject_gt'])} | {_fmt(s['false_reject_good'])} |"
         )
@@ -432,7 +450,7 @@ def run(
     val = score_all(val_cases, models, baseline=baseline, progress=log.info)
     test = score_all(test_cases, models, baseline=baseline, progress=log.info)
     add_label_scores(test, val, list(models))
-    card_thresholds = {f"{m}:ssim": s.card.threshold for m, s in models.items() if m == "shipped"}
+    card_thresholds = {f"{m}:{s.card.score}": s.card.threshold for m, s in models.items() if m == "shipped"}
     summary = summarize(test, val, card_thresholds)
     summary["models"] = {
         m: {

@@ -26,7 +26,7 @@ from gate.model.evaluate_quick import (
     youden_threshold,
 )
 from gate.model.train import load_generator
-from gate.verify.modelcard import ModelCard, Normalization
+from gate.verify.modelcard import ModelCard, Normalization, ScoreKind
 from gate.verify.recnet import CARD_FILE, RecNetSession
 from gate.verify.verifier import Verifier
 
@@ -67,13 +67,17 @@ def export(
     validate: bool = True,
     max_validation_frames: int | None = 90,
     false_reject_rate: float = 0.05,
+    score: ScoreKind = "ssim_gain",
+    write_onnx: bool = True,
 ) -> tuple[Path, Path]:
     """Write ``recnet.onnx`` and ``recnet.card.json`` into ``out_dir``; returns both paths.
 
     With ``validate`` the threshold is chosen on the held-out validation frames so that a fraction
     ``false_reject_rate`` of the correct masks fails (Youden's J is recorded beside it), and the card
     records AUROC and error rates there and on the ITK heads; without it (for tests) the threshold is a
-    placeholder 0.5 and no metrics are recorded.
+    placeholder 0.5 and no metrics are recorded. ``score`` is the verdict score the card prescribes;
+    without ``write_onnx`` the ONNX file already in ``out_dir`` is kept (it must be this checkpoint's)
+    and only the card is rewritten.
     """
     import torch
 
@@ -82,7 +86,10 @@ def export(
     out_dir.mkdir(parents=True, exist_ok=True)
     generator, cfg, record = load_generator(Path(checkpoint))
     onnx_path = out_dir / ONNX_FILE
-    export_onnx(generator, cfg.tile_size, onnx_path)
+    if write_onnx:
+        export_onnx(generator, cfg.tile_size, onnx_path)
+    elif not onnx_path.is_file():
+        raise FileNotFoundError(f"{onnx_path} does not exist: export without write_onnx=False first")
 
     card = ModelCard(
         version=version,
@@ -91,6 +98,7 @@ def export(
         strip_width=cfg.strip_width,
         normalization=Normalization(),
         ssim_sigma=cfg.ssim_sigma,
+        score=score,
         threshold=0.5,
         reconstruction_loss=cfg.reconstruction_loss,
         training_data=data_mod.training_data_description(cfg.data_config()),
@@ -110,6 +118,10 @@ def export(
             "device": "cpu",
         },
     )
+    if not write_onnx:
+        from gate.model.attack import check_generator_matches_session
+
+        check_generator_matches_session(generator, RecNetSession(onnx_path, card, intra_op_threads=1))
     if validate:
         session = RecNetSession(onnx_path, card, intra_op_threads=2)
         verifier = Verifier(session)
@@ -124,6 +136,7 @@ def export(
         youden = round(youden_threshold(good, bad), 4)
         card.threshold = threshold
         card.metrics = {
+            "score": score,
             "threshold_rule": f"{false_reject_rate:.0%} of the good validation masks below it",
             "youden_threshold_validation": youden,
             "youden_validation": summarize(cases, youden),

@@ -30,7 +30,7 @@ def gaussian_kernel(sigma: float) -> torch.Tensor:
     return k / k.sum()
 
 
-def _blur(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
+def blur(x: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     """Gaussian filter of [N, 1, H, W] with scipy's 'reflect' edges (d c b a | a b c d)."""
     r = kernel.numel() // 2
     # torch 'reflect' omits the edge pixel (d c b | a b c d); scipy 'reflect' repeats it = torch 'symmetric',
@@ -47,10 +47,10 @@ def ssim_map(
 ) -> torch.Tensor:
     """Per-pixel SSIM of [N, 1, H, W] tensors; equals ``gate.verify.ssim.ssim_map`` per image."""
     kernel = gaussian_kernel(sigma)
-    ux, uy = _blur(a, kernel), _blur(b, kernel)
-    vx = _blur(a * a, kernel) - ux * ux
-    vy = _blur(b * b, kernel) - uy * uy
-    vxy = _blur(a * b, kernel) - ux * uy
+    ux, uy = blur(a, kernel), blur(b, kernel)
+    vx = blur(a * a, kernel) - ux * ux
+    vy = blur(b * b, kernel) - uy * uy
+    vxy = blur(a * b, kernel) - ux * uy
     c1 = (K1 * data_range) ** 2
     c2 = (K2 * data_range) ** 2
     return ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux * ux + uy * uy + c1) * (vx + vy + c2))

@@ -2,6 +2,8 @@
 
 * ``ssim`` — the paper's raw strip SSIM of the REC-Net reconstruction (arXiv 2310.16999, sec. 2), exactly
   the gate's :meth:`gate.verify.verifier.Verifier.score_frame` numerics;
+* ``ssim_gain`` — the shipped verdict score: ``ssim`` minus the strip's blur ceiling (the SSIM of a
+  Gaussian blur of the true strip pixels, :func:`gate.verify.ssim.blurred_strip_ssim`);
 * ``ssim_label_z`` — the same, as a z-score against the good masks of the same segment label (val
   split): tissue texture and noise set each label's typical SSIM, so one pooled threshold is unfair;
 * ``ssim_local`` — local optimality: the mask's strip SSIM minus the best strip SSIM of its slightly
@@ -30,7 +32,7 @@ from scipy import ndimage
 from gate.verify.modelcard import ModelCard
 from gate.verify.neighbours import common_strip, frame_local_score, local_optimality, neighbour_masks
 from gate.verify.normalize import normalize_robust
-from gate.verify.ssim import strip_ssim
+from gate.verify.ssim import blurred_strip_ssim, strip_ssim
 from gate.verify.strip import boundary_strip, has_boundary
 from gate.verify.verifier import frame_inputs, frame_score
 
@@ -230,6 +232,13 @@ def all_scores(
             )
             assert local is not None  # the mask has a boundary
             row["ssim"] = local.ssim
+            # The shipped verdict score (gate.verify.ssim.strip_ssim_gain): raw SSIM minus the blur ceiling.
+            row["ssim_gain"] = local.ssim - blurred_strip_ssim(
+                scorer.normalize(image),
+                boundary_strip(mask, card.strip_width),
+                sigma=card.ssim_sigma,
+                blur_sigma=card.blur_sigma,
+            )
             row["ssim_wide"] = local.wide
             row["ssim_local"] = local.local
         if classic:

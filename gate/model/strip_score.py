@@ -5,7 +5,8 @@ the image (arXiv 2310.16999, sec. 4, adversarial robustness). This module rebuil
 one frame (:mod:`gate.verify.verifier`) step for step in torch: blank the strip, cut the tile grid with
 mirrored edges (:mod:`gate.verify.tiles`), run the U-Net generator, stitch the reconstruction into the
 strip, and average the Gaussian SSIM map over the strip pixels (:mod:`gate.verify.ssim`, the same window
-and constants through :func:`gate.model.losses.ssim_map`). Everything that depends on the mask only
+and constants through :func:`gate.model.losses.ssim_map`), minus the blur ceiling when the card's score is
+``ssim_gain``. Everything that depends on the mask only
 (strip, tile grid, SSIM box) is planned once with the gate's own numpy functions, so the torch score
 equals the ONNX gate score up to float rounding (``tests/test_attack.py`` holds it to that).
 """
@@ -17,14 +18,14 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from gate.model.losses import ssim_map
+from gate.model.losses import blur, gaussian_kernel, ssim_map
 from gate.model.unet import UNetGenerator
 from gate.verify.modelcard import ModelCard
 from gate.verify.recnet import RecNetSession
 from gate.verify.ssim import strip_bbox, window_radius
 from gate.verify.strip import boundary_strip, has_boundary
 from gate.verify.tiles import TileGrid, plan_tiles
-from gate.verify.verifier import frame_inputs, frame_score
+from gate.verify.verifier import card_frame_score, frame_inputs
 
 
 def symmetric_index(size: int, before: int, after: int) -> np.ndarray:
@@ -41,6 +42,7 @@ class FramePlan:
     strip: np.ndarray  # bool [H, W]
     grid: TileGrid
     box: tuple[slice, slice]  # the strip's bounding box grown by the SSIM window radius
+    ceiling_box: tuple[slice, slice]  # grown by the SSIM and the blur radius (score ssim_gain)
     rows: torch.Tensor  # padded row -> frame row
     cols: torch.Tensor  # padded col -> frame col
 
@@ -53,7 +55,8 @@ def plan_frame(mask: np.ndarray, card: ModelCard) -> FramePlan | None:
     strip = boundary_strip(mask, card.strip_width)
     grid = plan_tiles(strip, card.tile_size)
     box = strip_bbox(strip, window_radius(card.ssim_sigma))
-    if box is None:
+    ceiling_box = strip_bbox(strip, window_radius(card.ssim_sigma) + window_radius(card.blur_sigma))
+    if box is None or ceiling_box is None:
         return None
     (top, bottom), (left, right) = grid.pad
     height, width = mask.shape
@@ -62,6 +65,7 @@ def plan_frame(mask: np.ndarray, card: ModelCard) -> FramePlan | None:
         strip=strip,
         grid=grid,
         box=box,
+        ceiling_box=ceiling_box,
         rows=torch.from_numpy(symmetric_index(height, top, bottom)),
         cols=torch.from_numpy(symmetric_index(width, left, right)),
     )
@@ -103,6 +107,20 @@ class StripScorer:
             image[rs, cs].double()[None, None],
             sigma=self.card.ssim_sigma,
         )[0, 0]
+        value = ssim[local_strip].mean()
+        if self.card.score == "ssim_gain":
+            value = value - self.blur_ceiling(image, plan)
+        return value
+
+    def blur_ceiling(self, image: torch.Tensor, plan: FramePlan) -> torch.Tensor:
+        """:func:`gate.verify.ssim.blurred_strip_ssim` in torch: it depends on the image, so an attacker
+        moves it too."""
+        rs, cs = plan.ceiling_box
+        img = image[rs, cs].double()[None, None]
+        local_strip = torch.from_numpy(plan.strip[rs, cs])
+        blurred = blur(img, gaussian_kernel(self.card.blur_sigma))
+        stitched = torch.where(local_strip, blurred[0, 0], img[0, 0])
+        ssim = ssim_map(stitched[None, None], img, sigma=self.card.ssim_sigma)[0, 0]
         return ssim[local_strip].mean()
 
 
@@ -119,5 +137,5 @@ def gate_frame_score(session: RecNetSession, image_norm: np.ndarray, mask: np.nd
     strip = boundary_strip(mask, card.strip_width)
     inputs = frame_inputs(np.asarray(image_norm, dtype=np.float32), mask, strip, card.tile_size)
     recs = session.reconstruct(inputs.batch)
-    score, _ = frame_score(inputs, recs, sigma=card.ssim_sigma)
+    score, _ = card_frame_score(inputs, recs, card)
     return score

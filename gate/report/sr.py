@@ -2,7 +2,8 @@
 
 A clinician's viewer shows, per segment of the SEG, one TID 1411 "Volumetric ROI Measurements and
 Qualitative Evaluations" group that references the segment (and the source images it was drawn on), with
-the strip SSIM (TID 300 Measurement, private code, unit "1") and a Pass/Fail qualitative evaluation; and at
+the verdict score — strip SSIM, or its gain over the blur ceiling (TID 300 Measurement, private code,
+unit "1") — and a Pass/Fail qualitative evaluation; and at
 the top (TID 1500 row 12 "Qualitative Evaluations") the verdict on the whole SEG with a sentence that says
 which segment failed and why.
 """
@@ -18,6 +19,7 @@ from typing import BinaryIO
 import highdicom as hd
 from pydicom import Dataset, dcmwrite
 from pydicom.sr.codedict import codes as dicom_codes
+from pydicom.sr.coding import Code
 from pydicom.uid import UID, generate_uid
 
 from gate.report import codes
@@ -231,10 +233,11 @@ def _volumetric_roi_group(
     sources_by_uid: dict[str, Dataset],
     result: SegResult,
 ) -> hd.sr.VolumetricROIMeasurementsAndQualitativeEvaluations:
-    """TID 1411 for one segment: strip SSIM (mean and worst frame) and the Pass/Fail evaluation."""
+    """TID 1411 for one segment: its verdict score (mean and worst frame) and the Pass/Fail evaluation."""
+    concept = score_concept(result.model.score)
     measurements = [
         hd.sr.Measurement(
-            name=codes.STRIP_SSIM,
+            name=concept,
             value=float(segment.score),
             unit=codes.UNITY,
             derivation=codes.MEAN,
@@ -243,7 +246,7 @@ def _volumetric_roi_group(
     if segment.frames > 0:
         measurements.append(
             hd.sr.Measurement(
-                name=codes.STRIP_SSIM,
+                name=concept,
                 value=float(segment.worst_frame_score),
                 unit=codes.UNITY,
                 derivation=codes.MINIMUM,
@@ -272,7 +275,7 @@ def _volumetric_roi_group(
             name=result.model.name,
             version=result.model.version,
             parameters=[
-                f"Strip SSIM threshold {segment.threshold:.4f}",
+                f"{concept.meaning} threshold {segment.threshold:.4f}",
                 f"Scored frames {segment.frames}",
                 f"Model SHA-256 {result.model.sha256}",
                 f"Execution provider {result.model.provider}",
@@ -314,18 +317,29 @@ def verdict_text(result: SegResult) -> str:
     if not failed:
         return (
             f"The segmentation passed verification: all {len(result.segments)} segments reached their "
-            f"strip SSIM threshold (lowest score {result.score:.3f})."
+            f"{score_name(result.model.score)} threshold (lowest score {result.score:.3f})."
         )
-    reasons = "; ".join(_failure_reason(segment) for segment in failed)
+    reasons = "; ".join(_failure_reason(segment, score_name(result.model.score)) for segment in failed)
     return (
         f"The segmentation FAILED verification and was held back: {len(failed)} of "
         f"{len(result.segments)} segments failed: {reasons}."
     )
 
 
-def _failure_reason(segment: SegmentResult) -> str:
+def score_concept(score: str) -> Code:
+    """The SR concept of the verdict score the model card prescribes (raw strip SSIM when unknown)."""
+    return codes.STRIP_SSIM_GAIN if score == "ssim_gain" else codes.STRIP_SSIM
+
+
+def score_name(score: str) -> str:
+    """The verdict score in words for the clinician's sentence, e.g. "strip SSIM"."""
+    meaning = str(score_concept(score).meaning)
+    return meaning[0].lower() + meaning[1:]
+
+
+def _failure_reason(segment: SegmentResult, score: str) -> str:
     reason = (
-        f'segment {segment.number} "{segment.label}" scored strip SSIM {segment.score:.3f}, '
+        f'segment {segment.number} "{segment.label}" scored {score} {segment.score:.3f}, '
         f"below its threshold {segment.threshold:.3f}"
     )
     if segment.frames > 0:

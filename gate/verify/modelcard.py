@@ -8,8 +8,14 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, Field
+
+# The verdict score: ``ssim`` = the paper's raw strip SSIM; ``ssim_gain`` = that minus the strip's blur
+# ceiling (gate.verify.ssim.strip_ssim_gain). Each lies in a known range; a threshold outside it is a mistake.
+ScoreKind = Literal["ssim", "ssim_gain"]
+SCORE_RANGES: dict[str, tuple[float, float]] = {"ssim": (-1.0, 1.0), "ssim_gain": (-2.0, 2.0)}
 
 
 class Normalization(BaseModel):
@@ -37,6 +43,8 @@ class ModelCard(BaseModel):
     normalization: Normalization = Normalization()
     # SSIM settings (Gaussian window, as in Wang et al. 2004 and skimage gaussian_weights=True).
     ssim_sigma: float = 1.5
+    score: ScoreKind = "ssim"
+    blur_sigma: float = Field(1.5, gt=0, description="Gaussian blur of the ceiling (score ssim_gain only)")
     threshold: float = Field(..., description="default per-segment pass threshold on the strip SSIM score")
     thresholds: dict[str, float] = Field(default_factory=dict, description="per segment label overrides")
     reconstruction_loss: str = "ssim"
@@ -46,6 +54,10 @@ class ModelCard(BaseModel):
 
     def threshold_for(self, label: str) -> float:
         return self.thresholds.get(label, self.threshold)
+
+    @property
+    def score_range(self) -> tuple[float, float]:
+        return SCORE_RANGES[self.score]
 
 
 def load_model_card(path: Path) -> ModelCard:

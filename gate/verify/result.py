@@ -13,7 +13,7 @@ class Verdict(StrEnum):
 
 @dataclass(frozen=True)
 class FrameScore:
-    """Strip SSIM of one segment on one source frame."""
+    """Verdict score (strip SSIM or its gain over the blur ceiling) of one segment on one source frame."""
 
     source_sop_instance_uid: str
     score: float
@@ -41,6 +41,7 @@ class ModelInfo:
     version: str
     sha256: str
     provider: str  # the ONNX Runtime execution provider that ran, e.g. CPUExecutionProvider
+    score: str = "ssim"  # the verdict score the model card prescribes (gate.verify.modelcard.ScoreKind)
 
 
 @dataclass(frozen=True)

@@ -18,11 +18,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from gate.verify.inputs import SegmentMasks, VerificationInput
-from gate.verify.modelcard import ModelCard
+from gate.verify.modelcard import ModelCard, ScoreKind
 from gate.verify.normalize import normalize_robust
 from gate.verify.recnet import RecNetSession
 from gate.verify.result import FrameScore, ModelInfo, SegmentResult, SegResult, Verdict
-from gate.verify.ssim import strip_ssim
+from gate.verify.ssim import strip_ssim, strip_ssim_gain
 from gate.verify.strip import boundary_strip, has_boundary
 from gate.verify.tiles import TileGrid, extract_tiles, plan_tiles, stitch
 
@@ -30,8 +30,6 @@ log = logging.getLogger("gate.verify")
 
 # Score of a segment (or SEG) with nothing to verify: the lowest value, so it can never pass.
 NOTHING_VERIFIED_SCORE = 0.0
-# SSIM lies in [-1, 1]; a threshold outside cannot be meant.
-SSIM_MIN, SSIM_MAX = -1.0, 1.0
 
 
 @dataclass(frozen=True)
@@ -54,10 +52,32 @@ def frame_inputs(image_norm: np.ndarray, mask: np.ndarray, strip: np.ndarray, ti
     return FrameInputs(image=image_norm, strip=strip, grid=grid, batch=batch)
 
 
-def frame_score(inputs: FrameInputs, reconstructions: np.ndarray, *, sigma: float) -> tuple[float, int]:
-    """Strip SSIM of the stitched composite against the original, and the number of strip pixels."""
+def frame_score(
+    inputs: FrameInputs,
+    reconstructions: np.ndarray,
+    *,
+    sigma: float,
+    score: ScoreKind = "ssim",
+    blur_sigma: float = 1.5,
+) -> tuple[float, int]:
+    """The frame's verdict score and its number of strip pixels.
+
+    ``ssim``: strip SSIM of the stitched composite against the original (arXiv 2310.16999);
+    ``ssim_gain``: that minus the strip's blur ceiling (:func:`gate.verify.ssim.strip_ssim_gain`).
+    """
     composite = stitch(reconstructions, inputs.grid, inputs.image, inputs.strip)
-    return strip_ssim(composite, inputs.image, inputs.strip, sigma=sigma), int(inputs.strip.sum())
+    if score == "ssim_gain":
+        value = strip_ssim_gain(composite, inputs.image, inputs.strip, sigma=sigma, blur_sigma=blur_sigma)
+    else:
+        value = strip_ssim(composite, inputs.image, inputs.strip, sigma=sigma)
+    return value, int(inputs.strip.sum())
+
+
+def card_frame_score(inputs: FrameInputs, reconstructions: np.ndarray, card: ModelCard) -> tuple[float, int]:
+    """:func:`frame_score` with the model card's score settings (what the gate deploys)."""
+    return frame_score(
+        inputs, reconstructions, sigma=card.ssim_sigma, score=card.score, blur_sigma=card.blur_sigma
+    )
 
 
 def resolve_threshold(label: str, card: ModelCard, overrides: Mapping[str, float] | None = None) -> float:
@@ -153,9 +173,13 @@ class Verifier:
 
     def __init__(self, session: RecNetSession, *, thresholds: Mapping[str, float] | None = None) -> None:
         overrides = dict(thresholds or {})
+        low, high = session.card.score_range
         for label, value in overrides.items():
-            if not (math.isfinite(value) and SSIM_MIN <= value <= SSIM_MAX):
-                raise ValueError(f"threshold for {label!r} must lie in [{SSIM_MIN}, {SSIM_MAX}], got {value}")
+            if not (math.isfinite(value) and low <= value <= high):
+                raise ValueError(
+                    f"threshold for {label!r} must lie in [{low}, {high}] (the range of the model's "
+                    f"{session.card.score} score), got {value}"
+                )
         self._session = session
         self._thresholds = overrides
 
@@ -190,16 +214,14 @@ class Verifier:
         offset = 0
         for uid, inputs in prepared:
             n = len(inputs.grid)
-            score, pixels = frame_score(
-                inputs, reconstructions[offset : offset + n], sigma=self.card.ssim_sigma
-            )
+            score, pixels = card_frame_score(inputs, reconstructions[offset : offset + n], self.card)
             offset += n
             scores.append(FrameScore(source_sop_instance_uid=uid, score=score, strip_pixels=pixels))
         clock.ssim += time.perf_counter() - start
         return scores
 
     def score_frame(self, image: np.ndarray, mask: np.ndarray, *, source_uid: str = "") -> FrameScore | None:
-        """Strip SSIM of one mask on one source frame (modality units); None when the mask has no boundary."""
+        """Verdict score of one mask on one source frame (modality units); None without a boundary."""
         if np.ndim(image) != 2 or np.shape(mask) != np.shape(image):
             raise ValueError(f"mask shape {np.shape(mask)} must equal the 2-D image shape {np.shape(image)}")
         mask = np.asarray(mask, dtype=bool)
@@ -252,6 +274,7 @@ class Verifier:
             version=card.version,
             sha256=self._session.model_sha256,
             provider=self._session.provider,
+            score=card.score,
         )
         timings = {
             "verify": time.perf_counter() - started,
