@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 
-from gate.model.evaluate import auroc, rankdata, reject_rate, roc_curve, spearman, threshold_for_false_reject
+from gate.model.cases import GOOD, Case
+from gate.model.evaluate import (
+    ScoredCases,
+    auroc,
+    card_test_metrics,
+    rankdata,
+    record_in_card,
+    reject_rate,
+    roc_curve,
+    spearman,
+    summarize,
+    threshold_for_false_reject,
+)
+from gate.model.failures import dice
 
 
 def test_auroc_by_hand() -> None:
@@ -43,3 +58,35 @@ def test_roc_curve_ends() -> None:
     assert sens.min() == 0.0 and sens.max() == 1.0
     # a perfect score reaches sensitivity 1 with no false reject
     assert np.any((sens == 1.0) & (frr == 0.0))
+
+
+def _scored(truth: np.ndarray, masks: list[np.ndarray], scores: list[float]) -> ScoredCases:
+    image = np.zeros(truth.shape, np.float32)
+    cases = [
+        Case("s", "v", "disc", image, truth, m, GOOD if m is truth else "shift", dice(m, truth))
+        for m in masks
+    ]
+    return ScoredCases(cases, {"shipped:ssim_gain": np.asarray(scores, np.float64)})
+
+
+def test_summary_has_the_surface_criterion_and_goes_into_the_card(tmp_path: Path) -> None:
+    """A score that orders masks by boundary error gets surface-distance AUROC 1 where Dice disagrees, and
+    the card keeps every other field when its test figures are recorded."""
+    truth = np.zeros((40, 40), bool)
+    truth[10:30, 10:30] = True
+    masks = [truth, np.roll(truth, 1, axis=1), np.roll(truth, 3, axis=1), np.roll(truth, 8, axis=1)]
+    scored = _scored(truth, masks, [0.1, 0.0, -0.2, -0.5])
+    distances = scored.surface_distance
+    assert distances[0] == 0.0 and list(distances) == sorted(distances) and distances[1] < 1.0 < distances[2]
+    summary = summarize(scored, scored, {"shipped:ssim_gain": -0.1})
+    at_card = summary["scores"]["shipped:ssim_gain@card"]
+    assert at_card["auroc_surface"] == 1.0 and at_card["spearman_surface"] == pytest.approx(1.0)
+    assert at_card["false_reject_gt"] == 0.0 and at_card["sensitivity"] == 1.0  # only the 8-px shift is bad
+    card = tmp_path / "recnet.card.json"
+    card.write_text(json.dumps({"version": "9", "threshold": -0.1, "metrics": {"validation": {"x": 1}}}))
+    record_in_card(card, card_test_metrics(summary, "ssim_gain"))
+    data = json.loads(card.read_text())
+    assert data["version"] == "9" and data["metrics"]["validation"] == {"x": 1}
+    held_out = data["metrics"]["test_held_out"]
+    assert held_out["score"] == "ssim_gain" and held_out["threshold"] == -0.1
+    assert held_out["auroc_surface_distance_le_1px"] == 1.0

@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 
@@ -484,6 +485,36 @@ def run(
         **{k.replace(":", "__"): v for k, v in test.columns.items()},
     )
     return summary
+
+
+def card_test_metrics(summary: Mapping[str, object], score: str) -> dict[str, object]:
+    """The shipped model's held-out figures at its card threshold, for the card's ``test_held_out``."""
+    scores = cast(Mapping[str, Mapping[str, float]], summary["scores"])
+    at_card = scores[f"shipped:{score}@card"]
+    volumes = cast(Sequence[str], summary["volumes"])
+    figures = {
+        "auroc_dice_ge_0.8_vs_lt_0.8": "auroc",
+        "auroc_ground_truth_vs_bad": "auroc_gt",
+        "auroc_surface_distance_le_1px": "auroc_surface",
+        "spearman_score_vs_dice": "spearman",
+        "sensitivity_at_threshold": "sensitivity",
+        "false_reject_rate_ground_truth_at_threshold": "false_reject_gt",
+    }
+    return {
+        "data": f"gate.model.cases test split: {summary['cases']} cases from {len(volumes)} held-out "
+        f"volumes, {summary['ground_truth']} ground-truth masks; docs/evaluation/README.md",
+        "score": score,
+        "threshold": at_card["threshold"],
+        **{name: round(float(at_card[key]), 3) for name, key in figures.items()},
+        "note": "thresholds do not transfer exactly between sites: run `gate calibrate` on local data",
+    }
+
+
+def record_in_card(card_path: Path, metrics: Mapping[str, object]) -> None:
+    """Write ``metrics`` as the card's ``test_held_out`` entry, every other field kept."""
+    data = json.loads(Path(card_path).read_text())
+    data.setdefault("metrics", {})["test_held_out"] = dict(metrics)
+    Path(card_path).write_text(json.dumps(data, indent=2) + "\n")
 
 
 def merge_runs(

@@ -35,11 +35,15 @@ def evaluate_command(
     limit: int | None = typer.Option(None, help="at most this many cases per split (quick runs)"),
     seed: int = typer.Option(0),
     threads: int = typer.Option(1, help="torch / ONNX Runtime CPU threads"),
+    record_in_card: bool = typer.Option(
+        False, help="write the shipped model's test figures into its card (metrics.test_held_out)"
+    ),
 ) -> None:
     """Score good and bad segmentations of held-out volumes and report AUROC, sensitivity, false rejects."""
     import torch
 
-    from gate.model.evaluate import markdown_tables, run
+    from gate.model.evaluate import card_test_metrics, markdown_tables, run
+    from gate.model.evaluate import record_in_card as write_card_metrics
 
     torch.set_num_threads(threads)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -56,6 +60,15 @@ def evaluate_command(
     )
     typer.echo(markdown_tables(summary))
     typer.echo(f"\nwritten: {out_dir / 'summary.json'}")
+    if record_in_card:
+        from gate.verify.modelcard import load_model_card
+        from gate.verify.recnet import CARD_FILE
+
+        if not shipped or split != "test" or limit is not None:
+            raise typer.BadParameter("--record-in-card needs the shipped model on the whole test split")
+        card_path = onnx_dir / CARD_FILE
+        write_card_metrics(card_path, card_test_metrics(summary, load_model_card(card_path).score))
+        typer.echo(f"recorded in: {card_path}")
 
 
 def calibrate_command(
