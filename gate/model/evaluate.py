@@ -469,6 +469,7 @@ def run(
     np.savez_compressed(
         out_dir / "val_scores.npz",
         dice=val.dice,
+        surface_distance=val.surface_distance,
         mode=val.attr("mode"),
         structure=val.attr("structure"),
         volume=val.attr("volume"),
@@ -478,6 +479,7 @@ def run(
     np.savez_compressed(
         out_dir / "scores.npz",
         dice=test.dice,
+        surface_distance=test.surface_distance,
         mode=test.attr("mode"),
         structure=test.attr("structure"),
         volume=test.attr("volume"),
@@ -528,12 +530,14 @@ def merge_runs(
     test_cols: dict[str, np.ndarray] = {}
     val_cols: dict[str, np.ndarray] = {}
     dice = val_gt = gt = None
-    meta = {"dice", "mode", "structure", "volume", "source"}
+    surface: np.ndarray | None = None
+    meta = {"dice", "surface_distance", "mode", "structure", "volume", "source"}
     for run_dir in run_dirs:
         test = np.load(Path(run_dir) / "scores.npz", allow_pickle=True)
         val = np.load(Path(run_dir) / "val_scores.npz", allow_pickle=True)
         if dice is None:
             dice, gt, val_gt = test["dice"], test["mode"] == GOOD, val["mode"] == GOOD
+            surface = test["surface_distance"] if "surface_distance" in test.files else None
         elif not np.array_equal(test["dice"], dice):
             raise ValueError(f"{run_dir} scored other cases than {run_dirs[0]}")
         for key in test.files:
@@ -542,16 +546,19 @@ def merge_runs(
                 val_cols[key.replace("__", ":")] = val[key]
     assert dice is not None and gt is not None and val_gt is not None
     bad = dice < BAD_DICE
+    off = surface > BAD_SURFACE_DISTANCE if surface is not None else None
     lines = [
-        "| score | AUROC Dice ≥ 0.8 vs < 0.8 | AUROC ground truth vs Dice < 0.8 | Spearman | sensitivity "
-        "| false-reject (ground truth) |",
-        "|---|---|---|---|---|---|",
+        "| score | AUROC Dice ≥ 0.8 vs < 0.8 | AUROC ground truth vs Dice < 0.8 | Spearman "
+        "| AUROC surface distance ≤ 1 px vs > 1 px | sensitivity | false-reject (ground truth) |",
+        "|---|---|---|---|---|---|---|",
     ]
     for key, s in test_cols.items():
         t = threshold_for_false_reject(val_cols[key][val_gt])
+        by_surface = auroc(s[~off], s[off]) if off is not None else float("nan")
         lines.append(
             f"| {key} | {_fmt(auroc(s[~bad], s[bad]))} | {_fmt(auroc(s[gt], s[bad]))} | "
-            f"{_fmt(spearman(s, dice))} | {_fmt(reject_rate(s[bad], t))} | {_fmt(reject_rate(s[gt], t))} |"
+            f"{_fmt(spearman(s, dice))} | {_fmt(by_surface)} | {_fmt(reject_rate(s[bad], t))} "
+            f"| {_fmt(reject_rate(s[gt], t))} |"
         )
     plot_arrays(dice, gt, {c: test_cols[c] for c in plot_columns if c in test_cols}, Path(out_dir), tag)
     return "\n".join(lines)
