@@ -192,8 +192,9 @@ def write_report(report: dict[str, object], out_dir: Path) -> tuple[Path, Path]:
         "FGSM: one signed-gradient step of ε. PGD: from the clean "
         f"image, {report['pgd_steps']} steps of ε/4, projection onto the ε-ball and [0, 1], best iterate "
         "kept "
-        "(early stop once the torch score clears the threshold by 0.002). Objective: the gate's strip-SSIM "
-        "score rebuilt differentiably in torch (`gate/model/strip_score.py`, equal to the ONNX score to "
+        "(early stop once the torch score clears the threshold by 0.002). Objective: the gate's verdict "
+        "score (the model card's: strip SSIM, or for `ssim_gain` strip SSIM minus its blur ceiling) "
+        "rebuilt differentiably in torch (`gate/model/strip_score.py`, equal to the ONNX score to "
         f"{report['torch_vs_onnx_max_abs']:.1e} on the attacked cases' clean frames) for the REC-Net; the "
         "predicted Dice for the Dice-regression baseline (Robinson et al. 2018 style, "
         "`gate/model/baseline.py`).",
