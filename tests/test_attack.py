@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -213,3 +214,12 @@ def test_report_tables(tmp_path: Path) -> None:
     assert "| recnet_strip_ssim | PGD | 0.0 % (0/2) |" in md  # end to end
     assert "| shift | 1/1 |" in md and "| erode | 0/1 |" in md
     assert "NOT met" in md
+
+    from gate.model.attack_cli import record_adversarial_in_card
+
+    card = tmp_path / "recnet.card.json"
+    card.write_text(json.dumps({"version": "1", "metrics": {"validation": {"auroc": 0.9}}}))
+    entry = record_adversarial_in_card(card, report["success_rates"], "recnet_strip_ssim", md_path)
+    assert entry["pgd_success_rate"] == 0.5 and entry["dice_regression_pgd_success_rate"] is None
+    data = json.loads(card.read_text())
+    assert data["metrics"]["validation"] == {"auroc": 0.9} and data["metrics"]["adversarial"] == entry

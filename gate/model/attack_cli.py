@@ -285,6 +285,9 @@ def attack_command(
     seed: int = typer.Option(0),
     threads: int = typer.Option(1, help="torch CPU threads"),
     out_dir: Path = typer.Option(Path("docs/evaluation"), help="attacks.json and attacks.md go here"),
+    record_in_card: bool = typer.Option(
+        False, help="write the headline rates at eps 4/255 into the model card (metrics.adversarial)"
+    ),
 ) -> None:
     """FGSM/PGD (L∞, ε ∈ {1, 2, 4, 8}/255) on bad cases against the REC-Net verdict and the baseline."""
     import numpy as np
@@ -368,3 +371,34 @@ def attack_command(
     }
     json_path, md_path = write_report(report, out_dir)
     typer.echo(f"report: {md_path}\ndata: {json_path}")
+    if record_in_card:
+        from gate.verify.recnet import CARD_FILE
+
+        card_path = onnx_dir / CARD_FILE
+        record_adversarial_in_card(card_path, report["success_rates"], recnet.name, md_path)  # type: ignore[arg-type]
+        typer.echo(f"recorded in: {card_path}")
+
+
+def record_adversarial_in_card(
+    card_path: Path, rows: list[dict[str, object]], recnet_name: str, report_path: Path
+) -> dict[str, object]:
+    """The card's ``metrics.adversarial``: success rates at eps 4/255 for the gate and the baseline."""
+
+    def rate(verifier: str, attack: str) -> float | None:
+        for r in rows:
+            if r["verifier"] == verifier and r["attack"] == attack and r["eps_255"] == 4.0:
+                return round(float(r["success_rate"]), 3)  # type: ignore[arg-type]
+        return None
+
+    entry: dict[str, object] = {
+        "eps": "4/255 of the normalised range, L-infinity, on bad test cases the verifier rejected",
+        "pgd_success_rate": rate(recnet_name, "pgd"),
+        "fgsm_success_rate": rate(recnet_name, "fgsm"),
+        "random_noise_control": rate(recnet_name, "noise"),
+        "dice_regression_pgd_success_rate": rate("dice_regression@0.8", "pgd"),
+        "report": str(report_path),
+    }
+    data = json.loads(card_path.read_text())
+    data.setdefault("metrics", {})["adversarial"] = entry
+    card_path.write_text(json.dumps(data, indent=2) + "\n")
+    return entry
