@@ -21,9 +21,10 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 from gate.model.cases import BAD_DICE, BAD_SURFACE_DISTANCE, GOOD, Case, load_cases
 from gate.model.scores import LabelStats, StripScorer, all_scores
@@ -46,7 +47,7 @@ RECNET_SCORES = (
 # --- metrics --------------------------------------------------------------------------------------
 
 
-def auroc(good: Sequence[float], bad: Sequence[float]) -> float:
+def auroc(good: ArrayLike, bad: ArrayLike) -> float:
     """P(score of a good case > score of a bad case), ties counting half (Mann-Whitney U / (n_g n_b))."""
     g = np.asarray(good, np.float64)
     b = np.asarray(bad, np.float64)
@@ -57,9 +58,9 @@ def auroc(good: Sequence[float], bad: Sequence[float]) -> float:
     return float(((diff > 0).sum() + 0.5 * (diff == 0).sum()) / diff.size)
 
 
-def rankdata(x: Sequence[float]) -> np.ndarray:
+def rankdata(values: ArrayLike) -> np.ndarray:
     """Ranks 1..n with ties given their average rank."""
-    x = np.asarray(x, np.float64)
+    x = np.asarray(values, np.float64)
     order = np.argsort(x, kind="mergesort")
     ranks = np.empty(x.size, np.float64)
     sorted_x = x[order]
@@ -73,10 +74,10 @@ def rankdata(x: Sequence[float]) -> np.ndarray:
     return ranks
 
 
-def spearman(x: Sequence[float], y: Sequence[float]) -> float:
+def spearman(a: ArrayLike, b: ArrayLike) -> float:
     """Spearman's rho: Pearson correlation of the (tie-averaged) ranks; pairs with a NaN are dropped."""
-    x = np.asarray(x, np.float64)
-    y = np.asarray(y, np.float64)
+    x = np.asarray(a, np.float64)
+    y = np.asarray(b, np.float64)
     ok = np.isfinite(x) & np.isfinite(y)
     if ok.sum() < 3:
         return float("nan")
@@ -87,7 +88,7 @@ def spearman(x: Sequence[float], y: Sequence[float]) -> float:
     return float((rx * ry).sum() / den) if den > 0 else float("nan")
 
 
-def reject_rate(scores: Sequence[float], threshold: float) -> float:
+def reject_rate(scores: ArrayLike, threshold: float) -> float:
     """Share of cases that FAIL (score < threshold; a NaN score — nothing to verify — fails too)."""
     s = np.asarray(scores, np.float64)
     if s.size == 0:
@@ -95,7 +96,7 @@ def reject_rate(scores: Sequence[float], threshold: float) -> float:
     return float(np.mean(~(s >= threshold)))
 
 
-def threshold_for_false_reject(good_scores: Sequence[float], rate: float = TARGET_FALSE_REJECT) -> float:
+def threshold_for_false_reject(good_scores: ArrayLike, rate: float = TARGET_FALSE_REJECT) -> float:
     """The threshold that rejects ``rate`` of these good scores (their ``rate`` quantile)."""
     s = np.asarray(good_scores, np.float64)
     s = s[np.isfinite(s)]
@@ -104,7 +105,7 @@ def threshold_for_false_reject(good_scores: Sequence[float], rate: float = TARGE
     return float(np.quantile(s, rate))
 
 
-def roc_curve(good: Sequence[float], bad: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+def roc_curve(good: ArrayLike, bad: ArrayLike) -> tuple[np.ndarray, np.ndarray]:
     """(false-reject rate of good, sensitivity for bad) as the threshold sweeps all scores."""
     g = np.asarray(good, np.float64)
     b = np.asarray(bad, np.float64)
@@ -341,7 +342,9 @@ def markdown_tables(summary: Mapping[str, object]) -> str:
             f"{_fmt(s['sensitivity'])} | {_fmt(s['false_reject_gt'])} | {_fmt(s['false_reject_good'])} |"
         )
     names = [n for n in scores if "@" not in n]
-    modes = sorted({m for n in names for m in scores[n]["per_mode"]})  # type: ignore[union-attr]
+    per_mode = {n: cast(Mapping[str, Mapping[str, float]], scores[n]["per_mode"]) for n in names}
+    per_structure = {n: cast(Mapping[str, Mapping[str, float]], scores[n]["per_structure"]) for n in names}
+    modes = sorted({m for n in names for m in per_mode[n]})
     lines += [
         "",
         "AUROC per failure mode (that mode's bad masks vs all good ones):",
@@ -350,11 +353,11 @@ def markdown_tables(summary: Mapping[str, object]) -> str:
         "|---|" + "---|" * len(modes),
     ]
     for n in names:
-        pm = scores[n]["per_mode"]
+        pm = per_mode[n]
         lines.append(
             f"| {n} | " + " | ".join(_fmt(pm.get(m, {}).get("auroc", float("nan"))) for m in modes) + " |"
-        )  # type: ignore[union-attr]
-    structs = sorted({k for n in names for k in scores[n]["per_structure"]})  # type: ignore[union-attr]
+        )
+    structs = sorted({k for n in names for k in per_structure[n]})
     lines += [
         "",
         "AUROC per structure (within the structure):",
@@ -363,10 +366,10 @@ def markdown_tables(summary: Mapping[str, object]) -> str:
         "|---|" + "---|" * len(structs),
     ]
     for n in names:
-        ps = scores[n]["per_structure"]
+        ps = per_structure[n]
         lines.append(
             f"| {n} | " + " | ".join(_fmt(ps.get(k, {}).get("auroc", float("nan"))) for k in structs) + " |"
-        )  # type: ignore[union-attr]
+        )
     return "\n".join(lines)
 
 
@@ -466,26 +469,14 @@ def run(
     for m in models:
         plot(test, [f"{m}:{k}" for k in RECNET_SCORES] + list(CLASSIC_SCORES), out_dir, m)
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=1, default=float) + "\n")
-    np.savez_compressed(
-        out_dir / "val_scores.npz",
-        dice=val.dice,
-        surface_distance=val.surface_distance,
-        mode=val.attr("mode"),
-        structure=val.attr("structure"),
-        volume=val.attr("volume"),
-        source=val.attr("source"),
-        **{k.replace(":", "__"): v for k, v in val.columns.items()},
-    )
-    np.savez_compressed(
-        out_dir / "scores.npz",
-        dice=test.dice,
-        surface_distance=test.surface_distance,
-        mode=test.attr("mode"),
-        structure=test.attr("structure"),
-        volume=test.attr("volume"),
-        source=test.attr("source"),
-        **{k.replace(":", "__"): v for k, v in test.columns.items()},
-    )
+    for name, scored in (("val_scores.npz", val), ("scores.npz", test)):
+        arrays: dict[str, Any] = {
+            "dice": scored.dice,
+            "surface_distance": scored.surface_distance,
+            **{key: scored.attr(key) for key in ("mode", "structure", "volume", "source")},
+            **{k.replace(":", "__"): v for k, v in scored.columns.items()},
+        }
+        np.savez_compressed(out_dir / name, **arrays)
     return summary
 
 

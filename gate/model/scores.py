@@ -34,13 +34,14 @@ from gate.verify.neighbours import common_strip, frame_local_score, local_optima
 from gate.verify.normalize import normalize_robust
 from gate.verify.ssim import blurred_strip_ssim, strip_ssim
 from gate.verify.strip import boundary_strip, has_boundary
-from gate.verify.verifier import frame_inputs, frame_score
+from gate.verify.verifier import FrameInputs, frame_inputs, frame_score
 
 
 class Reconstructor(Protocol):
     """What the scorer needs of a REC-Net session (``RecNetSession`` or ``evaluate_quick.TorchSession``)."""
 
-    card: ModelCard
+    @property
+    def card(self) -> ModelCard: ...
 
     def reconstruct(self, batch: np.ndarray) -> np.ndarray: ...
 
@@ -64,7 +65,7 @@ class StripScorer:
         Each mask is judged on its own strip (the gate's score) unless a common ``strip`` is given: then
         every mask gets the same blanked pixels and the same judged pixels, and only the mask channel differs.
         """
-        prepared = []
+        prepared: list[FrameInputs | None] = []
         for mask in masks:
             mask = np.asarray(mask, bool)
             if not has_boundary(mask):
