@@ -90,3 +90,20 @@ def test_summary_has_the_surface_criterion_and_goes_into_the_card(tmp_path: Path
     held_out = data["metrics"]["test_held_out"]
     assert held_out["score"] == "ssim_gain" and held_out["threshold"] == -0.1
     assert held_out["auroc_surface_distance_le_1px"] == 1.0
+
+
+def test_a_small_run_on_real_volumes_writes_summary_scores_and_merges(tmp_path: Path) -> None:
+    """`gate evaluate` end to end on a few real cases per split, with the shipped ONNX REC-Net."""
+    from gate.model.evaluate import merge_runs, run
+
+    onnx_dir = Path(__file__).resolve().parents[1] / "onnx_models"
+    summary = run(tmp_path / "run", onnx_dir=onnx_dir, checkpoints={}, limit=24)
+    scores = summary["scores"]
+    assert {"shipped:ssim", "shipped:ssim_gain", "shipped:ssim_gain@card", "gradient"} <= set(scores)
+    at_card = scores["shipped:ssim_gain@card"]
+    assert at_card["threshold"] == pytest.approx(-0.1793)
+    assert 0.0 <= at_card["auroc_surface"] <= 1.0 and 0.0 <= at_card["false_reject_gt"] <= 1.0
+    saved = np.load(tmp_path / "run" / "scores.npz", allow_pickle=True)
+    assert saved["surface_distance"].shape == saved["dice"].shape == (summary["cases"],)
+    table = merge_runs([tmp_path / "run"], tmp_path / "merged", ["shipped:ssim_gain", "gradient"])
+    assert "| shipped:ssim_gain |" in table and (tmp_path / "merged" / "roc_test.png").is_file()
