@@ -29,9 +29,10 @@ def make_result() -> SegResult:
         verdict=Verdict.PASS,
         frames=np.int64(2),
         frame_scores=(
-            FrameScore(SOURCE_UIDS[0], np.float32(0.95), np.int64(40)),
+            FrameScore(SOURCE_UIDS[0], np.float32(0.95), np.int64(40), ssim=np.float64(0.97)),
             FrameScore(SOURCE_UIDS[1], np.float64(0.8712), 60),
         ),
+        ssim=np.float64(0.93),
     )
     tumour = SegmentResult(
         number=2,
@@ -98,8 +99,15 @@ def test_verification_report_shape() -> None:
     assert liver["frame_scores"][0] == {
         "source_sop_instance_uid": SOURCE_UIDS[0],
         "score": pytest.approx(0.95, abs=1e-6),
+        "ssim": pytest.approx(0.97),
         "strip_pixels": 40,
     }
+    # The raw strip SSIM beside the score where the verifier computed it, null where it did not.
+    assert (liver["ssim"], tumour["ssim"], liver["frame_scores"][1]["ssim"]) == (
+        pytest.approx(0.93),
+        None,
+        None,
+    )
     assert (tumour["verdict"], tumour["threshold"], tumour["frame_scores"]) == ("fail", 0.8, [])
 
 

@@ -460,11 +460,18 @@ def test_gain_score_is_reported_under_its_own_concept_and_name(study, tmp_path: 
     """A model card with score ssim_gain: the measurements and the sentence name the gain, not raw SSIM."""
     sources, seg = study
     result = make_result(seg, sources)
-    result = dataclasses.replace(result, model=dataclasses.replace(result.model, score="ssim_gain"))
+    tumour = dataclasses.replace(result.segments[1], ssim=0.55)
+    result = dataclasses.replace(
+        result,
+        model=dataclasses.replace(result.model, score="ssim_gain"),
+        segments=(result.segments[0], tumour),
+    )
     sr = read_back(build_verification_sr(result, seg, sources), tmp_path)
 
     group = groups_by_number(sr)[TUMOUR]
-    assert group.get_measurements(name=codes.STRIP_SSIM) == []
+    (raw,) = group.get_measurements(name=codes.STRIP_SSIM)  # the paper's measure, beside the score
+    assert raw.derivation == codes.MEAN and raw.value == pytest.approx(0.55)
+    assert groups_by_number(sr)[LIVER].get_measurements(name=codes.STRIP_SSIM) == []  # not known there
     gain = {m.derivation: m for m in group.get_measurements(name=codes.STRIP_SSIM_GAIN)}
     assert gain[codes.MEAN].value == pytest.approx(result.segments[1].score, abs=1e-12)
     items = hd.sr.utils.find_content_items(sr, name=codes.QUALITATIVE_EVALUATIONS, recursive=True)

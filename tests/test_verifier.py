@@ -275,7 +275,7 @@ def test_gain_score_is_raw_ssim_minus_the_blur_ceiling(tmp_path: Path) -> None:
     ceiling = blurred_strip_ssim(image / OBJECT, strip, sigma=card.ssim_sigma, blur_sigma=card.blur_sigma)
     right = verifier.score_frame(image, truth)
     assert right is not None and right.score == pytest.approx(1.0 - ceiling, abs=1e-6)
-    assert 0.0 < right.score < 1.0
+    assert 0.0 < right.score < 1.0 and right.ssim == pytest.approx(1.0, abs=1e-9)
     wrong = verifier.score_frame(image, square(19, 22))
     assert wrong is not None and wrong.score < 0.0 < right.score
 
@@ -296,3 +296,10 @@ def test_model_info_names_the_score(tmp_path: Path) -> None:
     path = build_mask_model(tmp_path / "oracle.onnx")
     gain = RecNetSession(path, make_card(score="ssim_gain"), providers=[CPU_PROVIDER], intra_op_threads=1)
     assert Verifier(gain).verify(_seg_input()).model.score == "ssim_gain"
+
+
+def test_segment_keeps_the_raw_ssim_beside_its_score_when_every_frame_has_it() -> None:
+    frames = [FrameScore("a", -0.1, 100, ssim=0.7), FrameScore("b", -0.3, 300, ssim=0.5)]
+    segment = aggregate_segment(1, "liver", frames, threshold=-0.2)
+    assert segment.score == pytest.approx(-0.25) and segment.ssim == pytest.approx(0.55)
+    assert aggregate_segment(1, "liver", [*frames, fs("c", 0.2, 10)], threshold=-0.2).ssim is None

@@ -233,7 +233,7 @@ def all_scores(
             )
             assert local is not None  # the mask has a boundary
             row["ssim"] = local.ssim
-            # The shipped verdict score (gate.verify.ssim.strip_ssim_gain): raw SSIM minus the blur ceiling.
+            # The shipped verdict score (gate.verify.verifier.frame_scores): raw SSIM minus the blur ceiling.
             row["ssim_gain"] = local.ssim - blurred_strip_ssim(
                 scorer.normalize(image),
                 boundary_strip(mask, card.strip_width),

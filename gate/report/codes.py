@@ -49,7 +49,7 @@ def _private(value: str, meaning: str) -> Code:
 
 # Concept name of the TID 300 Measurement: mean SSIM over the strip pixels (arXiv 2310.16999).
 STRIP_SSIM: Final = _private("STRIP-SSIM", "Strip SSIM")
-# The same minus the strip's blur ceiling (gate.verify.ssim.strip_ssim_gain), when the model card says so.
+# The same minus the strip's blur ceiling (gate.verify.verifier.frame_scores), when the model card says so.
 STRIP_SSIM_GAIN: Final = _private("STRIP-SSIM-GAIN", "Strip SSIM gain over blurred original")
 # Concept name of the TID 1411 / TID 1500 qualitative evaluation, with value PASS or FAIL.
 SEGMENTATION_QUALITY: Final = _private("SEG-QUALITY", "Segmentation quality")

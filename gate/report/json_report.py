@@ -76,6 +76,7 @@ def _segment(segment: SegmentResult) -> dict[str, Any]:
         "number": int(segment.number),
         "label": str(segment.label),
         "score": _json_float(segment.score),
+        "ssim": None if segment.ssim is None else _json_float(segment.ssim),
         "threshold": _json_float(segment.threshold),
         "verdict": segment.verdict.value,
         "frames": int(segment.frames),
@@ -85,6 +86,7 @@ def _segment(segment: SegmentResult) -> dict[str, Any]:
             {
                 "source_sop_instance_uid": str(frame.source_sop_instance_uid),
                 "score": _json_float(frame.score),
+                "ssim": None if frame.ssim is None else _json_float(frame.ssim),
                 "strip_pixels": int(frame.strip_pixels),
             }
             for frame in segment.frame_scores

@@ -243,6 +243,13 @@ def _volumetric_roi_group(
             derivation=codes.MEAN,
         )
     ]
+    if concept != codes.STRIP_SSIM and segment.ssim is not None:
+        # The paper's raw strip SSIM beside the verdict score, so a reader can see both.
+        measurements.append(
+            hd.sr.Measurement(
+                name=codes.STRIP_SSIM, value=float(segment.ssim), unit=codes.UNITY, derivation=codes.MEAN
+            )
+        )
     if segment.frames > 0:
         measurements.append(
             hd.sr.Measurement(

@@ -13,7 +13,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 
 # The verdict score: ``ssim`` = the paper's raw strip SSIM; ``ssim_gain`` = that minus the strip's blur
-# ceiling (gate.verify.ssim.strip_ssim_gain). Each lies in a known range; a threshold outside it is a mistake.
+# ceiling (gate.verify.verifier.frame_scores). Each lies in a known range; a threshold outside it is wrong.
 ScoreKind = Literal["ssim", "ssim_gain"]
 SCORE_RANGES: dict[str, tuple[float, float]] = {"ssim": (-1.0, 1.0), "ssim_gain": (-2.0, 2.0)}
 

@@ -18,6 +18,7 @@ class FrameScore:
     source_sop_instance_uid: str
     score: float
     strip_pixels: int
+    ssim: float | None = None  # the paper's raw strip SSIM, when the score is another (ssim_gain)
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,7 @@ class SegmentResult:
     verdict: Verdict
     frames: int  # frames that had a boundary and were scored
     frame_scores: tuple[FrameScore, ...] = ()
+    ssim: float | None = None  # strip-weighted raw strip SSIM beside the verdict score
 
 
 @dataclass(frozen=True)

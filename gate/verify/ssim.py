@@ -113,7 +113,9 @@ def blurred_strip_ssim(
     A blur of the true pixels is the reconstruction of a painter who knows the hidden strip but not its
     fine texture and noise. Its SSIM is high on a strip over flat, quiet tissue and low over a sharp edge
     or a noisy image — exactly what makes raw strip SSIM vary from one image and structure to the next
-    whatever the mask. The gate's ``ssim_gain`` score subtracts it (:func:`strip_ssim_gain`).
+    whatever the mask. The gate's ``ssim_gain`` score subtracts it from the strip SSIM
+    (:func:`gate.verify.verifier.frame_scores`): > 0 means the REC-Net, knowing only the mask and the pixels
+    around the strip, painted it more faithfully than a blur of the true pixels would.
     The blur is computed on the strip's box grown by both window radii, so the values used equal those of a
     full-frame blur.
     """
@@ -126,24 +128,3 @@ def blurred_strip_ssim(
     img = np.asarray(image, dtype=np.float64)[box]
     blurred = ndimage.gaussian_filter(img, sigma=blur_sigma, truncate=TRUNCATE, mode=_FILTER_MODE)
     return strip_ssim(blurred, img, strip[box], sigma=sigma)
-
-
-def strip_ssim_gain(
-    reconstruction: np.ndarray,
-    image: np.ndarray,
-    strip: np.ndarray,
-    *,
-    sigma: float = 1.5,
-    blur_sigma: float = 1.5,
-) -> float:
-    """Strip SSIM of the REC-Net composite minus the blur ceiling of the same strip.
-
-    > 0: the REC-Net, knowing only the mask and the pixels around the strip, painted the strip more
-    faithfully than a blur of the true pixels would. Subtracting the ceiling cancels much of what tissue
-    texture, noise and edge contrast do to raw SSIM, so one threshold transfers better between images and
-    sites (docs/evaluation: false rejects of correct masks at the validation threshold 55 % -> 13 % on the
-    held-out volumes, at the same sensitivity).
-    """
-    return strip_ssim(reconstruction, image, strip, sigma=sigma) - blurred_strip_ssim(
-        image, strip, sigma=sigma, blur_sigma=blur_sigma
-    )

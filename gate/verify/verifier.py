@@ -22,7 +22,7 @@ from gate.verify.modelcard import ModelCard, ScoreKind
 from gate.verify.normalize import normalize_robust
 from gate.verify.recnet import RecNetSession
 from gate.verify.result import FrameScore, ModelInfo, SegmentResult, SegResult, Verdict
-from gate.verify.ssim import strip_ssim, strip_ssim_gain
+from gate.verify.ssim import blurred_strip_ssim, strip_ssim
 from gate.verify.strip import boundary_strip, has_boundary
 from gate.verify.tiles import TileGrid, extract_tiles, plan_tiles, stitch
 
@@ -52,6 +52,28 @@ def frame_inputs(image_norm: np.ndarray, mask: np.ndarray, strip: np.ndarray, ti
     return FrameInputs(image=image_norm, strip=strip, grid=grid, batch=batch)
 
 
+def frame_scores(
+    inputs: FrameInputs,
+    reconstructions: np.ndarray,
+    *,
+    sigma: float,
+    score: ScoreKind = "ssim",
+    blur_sigma: float = 1.5,
+) -> tuple[float, float, int]:
+    """The frame's verdict score, its raw strip SSIM and its number of strip pixels.
+
+    ``ssim``: strip SSIM of the stitched composite against the original (arXiv 2310.16999);
+    ``ssim_gain``: that minus the strip's blur ceiling (:func:`gate.verify.ssim.blurred_strip_ssim`).
+    The raw SSIM is returned beside the score so that a report can show both.
+    """
+    composite = stitch(reconstructions, inputs.grid, inputs.image, inputs.strip)
+    ssim = strip_ssim(composite, inputs.image, inputs.strip, sigma=sigma)
+    value = ssim
+    if score == "ssim_gain":
+        value = ssim - blurred_strip_ssim(inputs.image, inputs.strip, sigma=sigma, blur_sigma=blur_sigma)
+    return value, ssim, int(inputs.strip.sum())
+
+
 def frame_score(
     inputs: FrameInputs,
     reconstructions: np.ndarray,
@@ -60,24 +82,24 @@ def frame_score(
     score: ScoreKind = "ssim",
     blur_sigma: float = 1.5,
 ) -> tuple[float, int]:
-    """The frame's verdict score and its number of strip pixels.
+    """The frame's verdict score and its number of strip pixels (see :func:`frame_scores`)."""
+    value, _, pixels = frame_scores(inputs, reconstructions, sigma=sigma, score=score, blur_sigma=blur_sigma)
+    return value, pixels
 
-    ``ssim``: strip SSIM of the stitched composite against the original (arXiv 2310.16999);
-    ``ssim_gain``: that minus the strip's blur ceiling (:func:`gate.verify.ssim.strip_ssim_gain`).
-    """
-    composite = stitch(reconstructions, inputs.grid, inputs.image, inputs.strip)
-    if score == "ssim_gain":
-        value = strip_ssim_gain(composite, inputs.image, inputs.strip, sigma=sigma, blur_sigma=blur_sigma)
-    else:
-        value = strip_ssim(composite, inputs.image, inputs.strip, sigma=sigma)
-    return value, int(inputs.strip.sum())
+
+def card_frame_scores(
+    inputs: FrameInputs, reconstructions: np.ndarray, card: ModelCard
+) -> tuple[float, float, int]:
+    """:func:`frame_scores` with the model card's score settings (what the gate deploys)."""
+    return frame_scores(
+        inputs, reconstructions, sigma=card.ssim_sigma, score=card.score, blur_sigma=card.blur_sigma
+    )
 
 
 def card_frame_score(inputs: FrameInputs, reconstructions: np.ndarray, card: ModelCard) -> tuple[float, int]:
-    """:func:`frame_score` with the model card's score settings (what the gate deploys)."""
-    return frame_score(
-        inputs, reconstructions, sigma=card.ssim_sigma, score=card.score, blur_sigma=card.blur_sigma
-    )
+    """:func:`frame_score` with the model card's score settings."""
+    value, _, pixels = card_frame_scores(inputs, reconstructions, card)
+    return value, pixels
 
 
 def resolve_threshold(label: str, card: ModelCard, overrides: Mapping[str, float] | None = None) -> float:
@@ -113,6 +135,9 @@ def aggregate_segment(
         raise ValueError("every scored frame must have at least one strip pixel")
     scores = np.array([f.score for f in frame_scores], dtype=np.float64)
     score = float(np.sum(weights * scores) / np.sum(weights))
+    raw = [f.ssim for f in frame_scores if f.ssim is not None]
+    # The paper's raw strip SSIM beside the verdict score, weighted alike, when every frame has it.
+    ssim = float(np.sum(weights * np.array(raw)) / np.sum(weights)) if len(raw) == len(frame_scores) else None
     worst = min(frame_scores, key=lambda f: f.score)
     return SegmentResult(
         number=number,
@@ -124,6 +149,7 @@ def aggregate_segment(
         verdict=Verdict.PASS if score >= threshold else Verdict.FAIL,
         frames=len(frame_scores),
         frame_scores=tuple(frame_scores),
+        ssim=ssim,
     )
 
 
@@ -214,9 +240,11 @@ class Verifier:
         offset = 0
         for uid, inputs in prepared:
             n = len(inputs.grid)
-            score, pixels = card_frame_score(inputs, reconstructions[offset : offset + n], self.card)
+            score, ssim, pixels = card_frame_scores(inputs, reconstructions[offset : offset + n], self.card)
             offset += n
-            scores.append(FrameScore(source_sop_instance_uid=uid, score=score, strip_pixels=pixels))
+            scores.append(
+                FrameScore(source_sop_instance_uid=uid, score=score, strip_pixels=pixels, ssim=ssim)
+            )
         clock.ssim += time.perf_counter() - start
         return scores
 
