@@ -326,6 +326,19 @@ def _fmt(v: object) -> str:
     )
 
 
+def _auroc_table(
+    title: str, scores: Mapping[str, Mapping[str, object]], names: Sequence[str], breakdown: str
+) -> list[str]:
+    """One row per score, one AUROC column per key of its ``breakdown`` ("per_mode", "per_structure")."""
+    groups = {n: cast(Mapping[str, Mapping[str, float]], scores[n][breakdown]) for n in names}
+    keys = sorted({k for n in names for k in groups[n]})
+    lines = ["", title, "", "| score | " + " | ".join(keys) + " |", "|---|" + "---|" * len(keys)]
+    for n in names:
+        cells = (_fmt(groups[n].get(k, {}).get("auroc", float("nan"))) for k in keys)
+        lines.append(f"| {n} | " + " | ".join(cells) + " |")
+    return lines
+
+
 def markdown_tables(summary: Mapping[str, object]) -> str:
     scores: Mapping[str, Mapping[str, object]] = summary["scores"]  # type: ignore[assignment]
     lines = [
@@ -337,39 +350,15 @@ def markdown_tables(summary: Mapping[str, object]) -> str:
     for name, s in scores.items():
         lines.append(
             f"| {name} | {_fmt(s['auroc'])} | {_fmt(s['auroc_gt'])} | {_fmt(s['spearman'])} "
-            f"| {_fmt(s.get('auroc_surface', float('nan')))} "
+            f"| {_fmt(s['auroc_surface'])} "
             f"| {_fmt(s['threshold'])} | "
             f"{_fmt(s['sensitivity'])} | {_fmt(s['false_reject_gt'])} | {_fmt(s['false_reject_good'])} |"
         )
     names = [n for n in scores if "@" not in n]
-    per_mode = {n: cast(Mapping[str, Mapping[str, float]], scores[n]["per_mode"]) for n in names}
-    per_structure = {n: cast(Mapping[str, Mapping[str, float]], scores[n]["per_structure"]) for n in names}
-    modes = sorted({m for n in names for m in per_mode[n]})
-    lines += [
-        "",
-        "AUROC per failure mode (that mode's bad masks vs all good ones):",
-        "",
-        "| score | " + " | ".join(modes) + " |",
-        "|---|" + "---|" * len(modes),
-    ]
-    for n in names:
-        pm = per_mode[n]
-        lines.append(
-            f"| {n} | " + " | ".join(_fmt(pm.get(m, {}).get("auroc", float("nan"))) for m in modes) + " |"
-        )
-    structs = sorted({k for n in names for k in per_structure[n]})
-    lines += [
-        "",
-        "AUROC per structure (within the structure):",
-        "",
-        "| score | " + " | ".join(structs) + " |",
-        "|---|" + "---|" * len(structs),
-    ]
-    for n in names:
-        ps = per_structure[n]
-        lines.append(
-            f"| {n} | " + " | ".join(_fmt(ps.get(k, {}).get("auroc", float("nan"))) for k in structs) + " |"
-        )
+    lines += _auroc_table(
+        "AUROC per failure mode (that mode's bad masks vs all good ones):", scores, names, "per_mode"
+    )
+    lines += _auroc_table("AUROC per structure (within the structure):", scores, names, "per_structure")
     return "\n".join(lines)
 
 

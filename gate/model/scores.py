@@ -209,6 +209,8 @@ def all_scores(
     """Scores of each mask on one image: the REC-Net ones when ``scorer`` is given (one batched call over
     the masks and their neighbours), the non-learned ones when ``classic``."""
     norm = normalize_robust(image)
+    # The REC-Net scores use the card's normalisation (the gate's); the non-learned ones the default.
+    card_norm = scorer.normalize(image) if scorer is not None else None
     out = []
     for mask in masks:
         mask = np.asarray(mask, bool)
@@ -220,11 +222,11 @@ def all_scores(
             out.append({k: float("nan") for k in keys})
             continue
         group = [mask, *neighbour_masks(mask)]
-        if scorer is not None:
+        if scorer is not None and card_norm is not None:
             card = scorer.card
             # The proposed gate function itself (gate.verify.neighbours), so the figures are the gate's.
             local = frame_local_score(
-                scorer.normalize(image),
+                card_norm,
                 mask,
                 strip_width=card.strip_width,
                 tile=card.tile_size,
@@ -235,7 +237,7 @@ def all_scores(
             row["ssim"] = local.ssim
             # The shipped verdict score (gate.verify.verifier.frame_scores): raw SSIM minus the blur ceiling.
             row["ssim_gain"] = local.ssim - blurred_strip_ssim(
-                scorer.normalize(image),
+                card_norm,
                 boundary_strip(mask, card.strip_width),
                 sigma=card.ssim_sigma,
                 blur_sigma=card.blur_sigma,

@@ -25,7 +25,7 @@ from gate.verify.recnet import RecNetSession
 from gate.verify.ssim import strip_bbox, window_radius
 from gate.verify.strip import boundary_strip, has_boundary
 from gate.verify.tiles import TileGrid, plan_tiles
-from gate.verify.verifier import card_frame_score, frame_inputs
+from gate.verify.verifier import card_frame_scores, frame_inputs
 
 
 def symmetric_index(size: int, before: int, after: int) -> np.ndarray:
@@ -137,5 +137,5 @@ def gate_frame_score(session: RecNetSession, image_norm: np.ndarray, mask: np.nd
     strip = boundary_strip(mask, card.strip_width)
     inputs = frame_inputs(np.asarray(image_norm, dtype=np.float32), mask, strip, card.tile_size)
     recs = session.reconstruct(inputs.batch)
-    score, _ = card_frame_score(inputs, recs, card)
+    score, _, _ = card_frame_scores(inputs, recs, card)
     return score

@@ -74,17 +74,10 @@ def frame_scores(
     return value, ssim, int(inputs.strip.sum())
 
 
-def frame_score(
-    inputs: FrameInputs,
-    reconstructions: np.ndarray,
-    *,
-    sigma: float,
-    score: ScoreKind = "ssim",
-    blur_sigma: float = 1.5,
-) -> tuple[float, int]:
-    """The frame's verdict score and its number of strip pixels (see :func:`frame_scores`)."""
-    value, _, pixels = frame_scores(inputs, reconstructions, sigma=sigma, score=score, blur_sigma=blur_sigma)
-    return value, pixels
+def frame_score(inputs: FrameInputs, reconstructions: np.ndarray, *, sigma: float) -> tuple[float, int]:
+    """The frame's raw strip SSIM (the paper's score) and its number of strip pixels."""
+    _, ssim, pixels = frame_scores(inputs, reconstructions, sigma=sigma)
+    return ssim, pixels
 
 
 def card_frame_scores(
@@ -94,12 +87,6 @@ def card_frame_scores(
     return frame_scores(
         inputs, reconstructions, sigma=card.ssim_sigma, score=card.score, blur_sigma=card.blur_sigma
     )
-
-
-def card_frame_score(inputs: FrameInputs, reconstructions: np.ndarray, card: ModelCard) -> tuple[float, int]:
-    """:func:`frame_score` with the model card's score settings."""
-    value, _, pixels = card_frame_scores(inputs, reconstructions, card)
-    return value, pixels
 
 
 def resolve_threshold(label: str, card: ModelCard, overrides: Mapping[str, float] | None = None) -> float:
