@@ -10,9 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
-from onnx import TensorProto, helper, numpy_helper
 
 from gate.verify.inputs import SegmentMasks, VerificationInput
 from gate.verify.modelcard import ModelCard
@@ -29,6 +27,7 @@ from gate.verify.verifier import (
     resolve_threshold,
     seg_verdict,
 )
+from tests.test_recnet import build_model
 
 TILE = 16
 SHAPE = (48, 56)
@@ -36,26 +35,8 @@ OBJECT = 100.0  # intensity of the object in modality units
 
 
 def build_mask_model(path: Path, *, mask_gain: float = 1.0) -> Path:
-    """output = clip(mask_gain * channel 1, 0, 1): a 1x1 Conv and a Clip."""
-    weight = np.array([0.0, mask_gain], dtype=np.float32).reshape(1, 2, 1, 1)
-    graph = helper.make_graph(
-        [
-            helper.make_node("Conv", ["input", "w"], ["raw"]),
-            helper.make_node("Clip", ["raw", "lo", "hi"], ["reconstruction"]),
-        ],
-        "oracle",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 2, "T", "T"])],
-        [helper.make_tensor_value_info("reconstruction", TensorProto.FLOAT, ["N", 1, "T", "T"])],
-        initializer=[
-            numpy_helper.from_array(weight, "w"),
-            numpy_helper.from_array(np.array(0.0, np.float32), "lo"),
-            numpy_helper.from_array(np.array(1.0, np.float32), "hi"),
-        ],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 9
-    onnx.save(model, str(path))
-    return path
+    """output = clip(mask_gain * channel 1, 0, 1): the test REC-Net of test_recnet with no image term."""
+    return build_model(path, image_gain=0.0, mask_gain=mask_gain)
 
 
 def make_card(**overrides: object) -> ModelCard:
